@@ -2,6 +2,7 @@
 import json, os, subprocess, sys
 from pathlib import Path
 import pytest
+from unip_nb.config import get_preset
 from unip_nb.study import execute_run, read_record
 
 REPO = Path(__file__).resolve().parents[1]
@@ -18,8 +19,9 @@ def test_smoke_study_writes_record_and_html(tmp_path):
     rec = read_record(run/"record.json")
     assert rec["seed"] == 0 and rec["config"]["preset"] == "smoke"
     assert set(rec) >= {"commit", "versions", "wall_time_s", "stage_times_s"}
-    assert len(rec["metrics"]["layer_nmi"]) == 12
-    assert 1 <= rec["metrics"]["selected_layer"] <= 12
+    depth = get_preset("smoke").teacher_arch["depth"]
+    assert len(rec["metrics"]["layer_nmi"]) == depth
+    assert 1 <= rec["metrics"]["selected_layer"] <= depth
     assert all(0 <= v <= 1 for v in rec["metrics"]["layer_nmi"].values())
     html = (run/"run.html").read_text()
     assert "selected layer" in html and "data:image/png;base64" in html

@@ -4,14 +4,14 @@
 
 # %% auto #0
 __all__ = ['SETTINGS_ENV', 'STUDY_KEYS', 'PATH_KEYS', 'PRESETS', 'Settings', 'find_settings', 'load_settings', 'EmbeddedSizes',
-           'Preset', 'get_preset']
+           'PretrainRecipe', 'SegRecipe', 'Preset', 'get_preset']
 
-# %% ../nbs/00_config.ipynb #11fbda2d
+# %% ../nbs/00_config.ipynb #968ebd29
 import configparser, os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-# %% ../nbs/00_config.ipynb #08f4ca3d
+# %% ../nbs/00_config.ipynb #290c2e5a
 SETTINGS_ENV = "UNIP_NB_SETTINGS"
 STUDY_KEYS = ("data_root", "cache_dir", "reports_dir", "preset")
 PATH_KEYS = ("infpre", "imagenet", "coco", "soda", "mfnet", "scutseg", "teacher_checkpoint")
@@ -35,7 +35,7 @@ class Settings:
         if not p.exists(): raise FileNotFoundError(f"{self.file}: [paths] {name} = {p} does not exist")
         return p
 
-# %% ../nbs/00_config.ipynb #caf0d898
+# %% ../nbs/00_config.ipynb #2e6e9d33
 def find_settings(start: Path | None = None) -> Path:
     "`$UNIP_NB_SETTINGS`, else the nearest `settings.ini` with a `[study]` section in `start` or its parents."
     if os.environ.get(SETTINGS_ENV): return Path(os.environ[SETTINGS_ENV])
@@ -46,7 +46,7 @@ def find_settings(start: Path | None = None) -> Path:
     raise FileNotFoundError(f"no settings.ini with a [study] section in {start} or its parents; "
                             f"run from the unip-nb repository or set {SETTINGS_ENV}")
 
-# %% ../nbs/00_config.ipynb #026ae583
+# %% ../nbs/00_config.ipynb #b04eb015
 def _read_ini(file: Path) -> configparser.ConfigParser:
     "Parse `file`, turning a missing file or bad syntax into an error that names it."
     if not file.exists(): raise FileNotFoundError(f"settings file {file} does not exist")
@@ -61,7 +61,7 @@ def _read_ini(file: Path) -> configparser.ConfigParser:
     if not cp.has_section("study"): raise ValueError(f"{file}: missing [study] section")
     return cp
 
-# %% ../nbs/00_config.ipynb #aab43fbf
+# %% ../nbs/00_config.ipynb #9be0f696
 def load_settings(file: Path | str | None = None) -> Settings:
     "Read `settings.ini` (found with `find_settings` when `file` is None), apply `UNIP_NB_<KEY>` overrides, check values."
     file = Path(file) if file else find_settings()
@@ -78,7 +78,7 @@ def load_settings(file: Path | str | None = None) -> Settings:
     return Settings(file=file, preset=study["preset"], **{k: resolve(study[k]) for k in ("data_root", "cache_dir", "reports_dir")},
                     paths={k: resolve(get("paths", k)) for k in PATH_KEYS})
 
-# %% ../nbs/00_config.ipynb #f74be6a8
+# %% ../nbs/00_config.ipynb #188a60b0
 @dataclass(frozen=True)
 class EmbeddedSizes:
     "How much embedded data to generate, and at which resolution (see the synthetic-data notebook)."
@@ -90,16 +90,52 @@ class EmbeddedSizes:
     seg_test: int = 16           # test images per labelled set
 
 @dataclass(frozen=True)
+class PretrainRecipe:
+    "Optimisation of a pre-training stage (MAE teacher, UNIP distillation): the official recipe, scaled."
+    epochs: int
+    batch_size: int             # effective batch: per device x accumulation x devices
+    warmup_epochs: int
+    blr: float = 1.5e-4         # lr = blr x batch_size / 256
+    weight_decay: float = 0.05
+    betas: tuple = (0.9, 0.95)
+    accum: int = 1              # gradient accumulation steps
+
+@dataclass(frozen=True)
+class SegRecipe:
+    "Fine-tuning (UperNet on LL-FPN, layer-wise lr decay) and linear probing on the three segmentation sets."
+    crop: int                   # training crop and sliding-window size, pixels
+    stride: int                 # sliding-window stride at inference
+    batch_size: int
+    iters: tuple                # (dataset, iterations, warm-up iterations) for soda, mfnet, scutseg
+    decoder_channels: int       # UperNet width
+    lr: float = 1e-4
+    weight_decay: float = 0.05
+    betas: tuple = (0.9, 0.999)
+    layer_decay: float = 0.85   # UNIP's fine-tuning decay; linear probing trains the head only
+
+    def schedule(self, dataset: str) -> tuple[int, int]:
+        "(iterations, warm-up iterations) for `dataset`."
+        table = {d: (n, w) for d, n, w in self.iters}
+        if dataset not in table: raise KeyError(f"no iterations for dataset {dataset!r}; the recipe has {', '.join(table)}")
+        return table[dataset]
+
+# %% ../nbs/00_config.ipynb #40945988
+@dataclass(frozen=True)
 class Preset:
     "Sizes of one scale of the study."
     name: str
-    teacher_arch: str  # timm model name of the teacher
-    img_size: int      # input resolution in pixels
-    nmi_images: int    # images averaged in the layerwise NMI analysis
-    batch_size: int    # images per forward pass in the analysis
-    seeds: tuple = (0,) # seeds the study runs
+    teacher_arch: str | dict    # timm model name, or VisionTransformer arguments
+    student_arch: str | dict
+    img_size: int               # pre-training (and NMI analysis) resolution
+    teacher_layer: int          # the official distillation layer at this scale (the NMI rule checks it)
+    distill: PretrainRecipe
+    seg: SegRecipe
+    nmi_images: int = 16        # images averaged in the layerwise NMI analysis
+    batch_size: int = 8         # images per forward pass in the NMI analysis
+    seeds: tuple = (0,)         # seeds the study runs
+    teacher_pretrain: PretrainRecipe | None = None  # embedded: MAE pre-training of the teacher; None: official checkpoint
     embedded: EmbeddedSizes | None = None # generated data; None: real data from settings.ini
-    data_seed: int = 0  # seed of the generated data (fixed across run seeds: the data is the benchmark)
+    data_seed: int = 0          # seed of the generated data (fixed across run seeds: the data is the benchmark)
 
     @property
     def needs_real_data(self) -> bool:
@@ -107,14 +143,30 @@ class Preset:
         return self.embedded is None
 
 PRESETS = {p.name: p for p in [
-    Preset("smoke",   "vit_tiny_patch16_224",  img_size=64,  nmi_images=4,   batch_size=4,
+    Preset("smoke", img_size=64, teacher_layer=4, nmi_images=8, batch_size=8,
+           teacher_arch=dict(patch_size=8, embed_dim=96, depth=6, num_heads=6),
+           student_arch=dict(patch_size=8, embed_dim=48, depth=4, num_heads=3),
+           teacher_pretrain=PretrainRecipe(epochs=2, batch_size=16, warmup_epochs=1, blr=1.5e-3),
+           distill=PretrainRecipe(epochs=2, batch_size=16, warmup_epochs=1, blr=1.5e-3),
+           seg=SegRecipe(crop=64, stride=43, batch_size=4, decoder_channels=32, lr=1e-3,
+                         iters=(("soda", 6, 2), ("mfnet", 6, 2), ("scutseg", 6, 2))),
            embedded=EmbeddedSizes(size=64, infpre_per_sensor=16, in1k_per_class=4, coco_images=16, seg_train=12, seg_test=6)),
-    Preset("default", "vit_small_patch16_224", img_size=112, nmi_images=16,  batch_size=8, seeds=(0, 1),
+    Preset("default", img_size=64, teacher_layer=6, nmi_images=32, batch_size=16, seeds=(0, 1),
+           teacher_arch=dict(patch_size=8, embed_dim=192, depth=8, num_heads=6),
+           student_arch=dict(patch_size=8, embed_dim=96, depth=6, num_heads=3),
+           teacher_pretrain=PretrainRecipe(epochs=30, batch_size=64, warmup_epochs=3, blr=1.5e-3),
+           distill=PretrainRecipe(epochs=10, batch_size=64, warmup_epochs=1, blr=1.5e-3),
+           seg=SegRecipe(crop=64, stride=43, batch_size=8, decoder_channels=64, lr=1e-3,
+                         iters=(("soda", 150, 15), ("mfnet", 100, 10), ("scutseg", 170, 17))),
            embedded=EmbeddedSizes(size=64, infpre_per_sensor=400, in1k_per_class=50, coco_images=300, seg_train=150, seg_test=50)),
-    Preset("paper",   "vit_large_patch16_224", img_size=224, nmi_images=256, batch_size=32, seeds=(0, 1, 2)),
+    Preset("paper", teacher_arch="vit_large_patch16_224", student_arch="vit_small_patch16_224", img_size=224,
+           teacher_layer=18, nmi_images=256, batch_size=32, seeds=(0, 1, 2),
+           distill=PretrainRecipe(epochs=100, batch_size=4096, warmup_epochs=5, accum=8),
+           seg=SegRecipe(crop=512, stride=341, batch_size=8, decoder_channels=384,
+                         iters=(("soda", 14400, 1500), ("mfnet", 9800, 1000), ("scutseg", 16800, 1700)))),
 ]}
 
-# %% ../nbs/00_config.ipynb #8c525090
+# %% ../nbs/00_config.ipynb #49b2a549
 def get_preset(name: str) -> Preset:
     "The preset called `name`, or an error listing the known ones."
     if name not in PRESETS: raise KeyError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
