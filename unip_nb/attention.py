@@ -5,15 +5,15 @@
 # %% auto #0
 __all__ = ['create_vit', 'vit_tokens', 'qk_logits', 'check_layers', 'iter_attention_logits', 'attention_logits', 'attention_maps']
 
-# %% ../nbs/01_attention.ipynb #87866593
+# %% ../nbs/01_attention.ipynb #51a37747
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-import timm, torch
+import timm
 from timm.layers import Attention
 from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor
 
-# %% ../nbs/01_attention.ipynb #f92608e1
+# %% ../nbs/01_attention.ipynb #cc44a2c2
 def create_vit(arch: str | dict, img_size: int, checkpoint=None, **kwargs) -> VisionTransformer:
     "A timm ViT at `img_size`: a registered name (optionally loaded from a local timm-format `checkpoint`, never downloaded) or a dict of `VisionTransformer` arguments."
     if isinstance(arch, dict):
@@ -25,12 +25,12 @@ def create_vit(arch: str | dict, img_size: int, checkpoint=None, **kwargs) -> Vi
     extra = dict(pretrained=True, pretrained_cfg_overlay=dict(file=str(checkpoint))) if checkpoint else {}
     return timm.create_model(arch, img_size=img_size, num_classes=0, **extra, **kwargs).eval()
 
-# %% ../nbs/01_attention.ipynb #e156e11c
+# %% ../nbs/01_attention.ipynb #25b5f21b
 def vit_tokens(model: VisionTransformer, x: Tensor) -> Tensor:
     "Tokens entering the first block: patch embedding, prefix tokens and position embedding, patch dropout, pre-norm."
     return model.norm_pre(model.patch_drop(model._pos_embed(model.patch_embed(x))))
 
-# %% ../nbs/01_attention.ipynb #70289b7b
+# %% ../nbs/01_attention.ipynb #be53e117
 def qk_logits(attn: Attention, x: Tensor) -> Tensor:
     "Scaled q·kᵀ `[B, H, N, N]` of timm `Attention` module `attn` for its (already `norm1`-ed) input `x` `[B, N, C]`."
     if not isinstance(attn, Attention): raise TypeError(f"expected timm.layers.Attention, got {type(attn).__name__}")
@@ -38,7 +38,7 @@ def qk_logits(attn: Attention, x: Tensor) -> Tensor:
     q, k, _v = attn.qkv(x).reshape(B, N, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
     return (attn.q_norm(q) * attn.scale) @ attn.k_norm(k).transpose(-2, -1)
 
-# %% ../nbs/01_attention.ipynb #fc3f55c4
+# %% ../nbs/01_attention.ipynb #810d615f
 def check_layers(model: VisionTransformer, layers: Iterable[int]) -> list[int]:
     "Sorted unique 1-based `layers`, or an error naming the bad index and the model's depth."
     depth, layers = len(model.blocks), sorted(set(int(l) for l in layers))
@@ -55,7 +55,7 @@ def iter_attention_logits(model: VisionTransformer, x: Tensor, layers: Iterable[
         if i in layers: yield i, qk_logits(blk.attn, blk.norm1(h))
         if i < layers[-1]: h = blk(h)
 
-# %% ../nbs/01_attention.ipynb #8ea1a01a
+# %% ../nbs/01_attention.ipynb #016c07ca
 def attention_logits(model: VisionTransformer, x: Tensor, layer: int) -> Tensor:
     "Pre-softmax scaled q·kᵀ `[B, H, N, N]` of block `layer` (1-based), prefix tokens included."
     return next(iter_attention_logits(model, x, [layer]))[1]

@@ -6,12 +6,12 @@
 __all__ = ['SETTINGS_ENV', 'STUDY_KEYS', 'PATH_KEYS', 'PRESETS', 'Settings', 'find_settings', 'load_settings', 'EmbeddedSizes',
            'PretrainRecipe', 'SegRecipe', 'Preset', 'get_preset']
 
-# %% ../nbs/00_config.ipynb #968ebd29
+# %% ../nbs/00_config.ipynb #8ac9e90c
 import configparser, os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
-# %% ../nbs/00_config.ipynb #290c2e5a
+# %% ../nbs/00_config.ipynb #627ffd3c
 SETTINGS_ENV = "UNIP_NB_SETTINGS"
 STUDY_KEYS = ("data_root", "cache_dir", "reports_dir", "preset")
 PATH_KEYS = ("infpre", "imagenet", "coco", "soda", "mfnet", "scutseg", "teacher_checkpoint")
@@ -35,7 +35,7 @@ class Settings:
         if not p.exists(): raise FileNotFoundError(f"{self.file}: [paths] {name} = {p} does not exist")
         return p
 
-# %% ../nbs/00_config.ipynb #2e6e9d33
+# %% ../nbs/00_config.ipynb #8b604ce9
 def find_settings(start: Path | None = None) -> Path:
     "`$UNIP_NB_SETTINGS`, else the nearest `settings.ini` with a `[study]` section in `start` or its parents."
     if os.environ.get(SETTINGS_ENV): return Path(os.environ[SETTINGS_ENV])
@@ -46,7 +46,7 @@ def find_settings(start: Path | None = None) -> Path:
     raise FileNotFoundError(f"no settings.ini with a [study] section in {start} or its parents; "
                             f"run from the unip-nb repository or set {SETTINGS_ENV}")
 
-# %% ../nbs/00_config.ipynb #b04eb015
+# %% ../nbs/00_config.ipynb #54caf2ae
 def _read_ini(file: Path) -> configparser.ConfigParser:
     "Parse `file`, turning a missing file or bad syntax into an error that names it."
     if not file.exists(): raise FileNotFoundError(f"settings file {file} does not exist")
@@ -61,7 +61,7 @@ def _read_ini(file: Path) -> configparser.ConfigParser:
     if not cp.has_section("study"): raise ValueError(f"{file}: missing [study] section")
     return cp
 
-# %% ../nbs/00_config.ipynb #9be0f696
+# %% ../nbs/00_config.ipynb #efb2ca34
 def load_settings(file: Path | str | None = None) -> Settings:
     "Read `settings.ini` (found with `find_settings` when `file` is None), apply `UNIP_NB_<KEY>` overrides, check values."
     file = Path(file) if file else find_settings()
@@ -78,7 +78,7 @@ def load_settings(file: Path | str | None = None) -> Settings:
     return Settings(file=file, preset=study["preset"], **{k: resolve(study[k]) for k in ("data_root", "cache_dir", "reports_dir")},
                     paths={k: resolve(get("paths", k)) for k in PATH_KEYS})
 
-# %% ../nbs/00_config.ipynb #188a60b0
+# %% ../nbs/00_config.ipynb #6e52c293
 @dataclass(frozen=True)
 class EmbeddedSizes:
     "How much embedded data to generate, and at which resolution (see the synthetic-data notebook)."
@@ -119,7 +119,7 @@ class SegRecipe:
         if dataset not in table: raise KeyError(f"no iterations for dataset {dataset!r}; the recipe has {', '.join(table)}")
         return table[dataset]
 
-# %% ../nbs/00_config.ipynb #40945988
+# %% ../nbs/00_config.ipynb #3c2eb1a0
 @dataclass(frozen=True)
 class Preset:
     "Sizes of one scale of the study."
@@ -166,7 +166,7 @@ PRESETS = {p.name: p for p in [
                          iters=(("soda", 14400, 1500), ("mfnet", 9800, 1000), ("scutseg", 16800, 1700)))),
 ]}
 
-# %% ../nbs/00_config.ipynb #49b2a549
+# %% ../nbs/00_config.ipynb #a3398a31
 def get_preset(name: str) -> Preset:
     "The preset called `name`, or an error listing the known ones."
     if name not in PRESETS: raise KeyError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")

@@ -6,10 +6,10 @@
 __all__ = ['LIBRARIES', 'PAPER_PATHS', 'RUN_TEMPLATES', 'KERNEL', 'git_commit', 'library_versions', 'RunRecorder', 'read_record',
            'check_ready', 'template_path', 'render_html', 'execute_run', 'run_study', 'main']
 
-# %% ../nbs/10_study.ipynb #2b3bcfcf
+# %% ../nbs/10_study.ipynb #6e013723
 import argparse, json, platform, subprocess, sys, time, warnings
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
@@ -18,7 +18,7 @@ from fastprogress.fastprogress import progress_bar
 from .config import Preset, Settings, get_preset, load_settings, PRESETS
 from .files import atomic_write_text
 
-# %% ../nbs/10_study.ipynb #bf65896b
+# %% ../nbs/10_study.ipynb #57597a87
 def git_commit(repo: Path | None = None) -> dict:
     "The git commit of `repo` (default: this package's checkout) and whether its tracked files differ from it."
     repo = Path(repo or Path(unip_nb.__file__).resolve().parent)
@@ -34,7 +34,7 @@ def library_versions() -> dict:
     "Versions of Python and the libraries that shape a result."
     return {"python": platform.python_version(), **{n: version(n) for n in LIBRARIES}}
 
-# %% ../nbs/10_study.ipynb #210e86d0
+# %% ../nbs/10_study.ipynb #f5e2ab1d
 @dataclass
 class RunRecorder:
     "Collects the provenance, stage wall times and metrics of one run; `save` writes them as JSON atomically."
@@ -67,7 +67,7 @@ def read_record(path: Path) -> dict:
     if rec.get("status") != "complete": raise ValueError(f"run record {path} has status {rec.get('status')!r}, not 'complete'")
     return rec
 
-# %% ../nbs/10_study.ipynb #575fed79
+# %% ../nbs/10_study.ipynb #492f1346
 PAPER_PATHS = ("imagenet", "teacher_checkpoint")
 
 def check_ready(preset: Preset, settings: Settings) -> None:
@@ -80,7 +80,7 @@ def check_ready(preset: Preset, settings: Settings) -> None:
     if not torch.cuda.is_available(): problems.append("no CUDA GPU is visible (torch.cuda.is_available() is False)")
     if problems: raise RuntimeError(f"preset {preset.name!r} cannot run here:\n  - " + "\n  - ".join(problems))
 
-# %% ../nbs/10_study.ipynb #ee79012b
+# %% ../nbs/10_study.ipynb #3626c072
 RUN_TEMPLATES = ("nmi",)
 KERNEL = "unip-nb"
 
@@ -112,7 +112,7 @@ def execute_run(template: Path, out_dir: Path, parameters: dict) -> dict:
     render_html(out)
     return read_record(out_dir/"record.json")
 
-# %% ../nbs/10_study.ipynb #95da0bb5
+# %% ../nbs/10_study.ipynb #642aab63
 def run_study(preset: str, seeds: list[int] | None = None, templates: tuple = RUN_TEMPLATES, settings: Settings | None = None) -> dict:
     "Run each template for each seed of `preset`; return `{run name: record or failure}`."
     settings, p = settings or load_settings(), get_preset(preset)
@@ -124,7 +124,7 @@ def run_study(preset: str, seeds: list[int] | None = None, templates: tuple = RU
         results[name] = execute_run(template_path(settings, t), settings.reports_dir/preset/name, dict(preset=preset, seed=s))
     return results
 
-# %% ../nbs/10_study.ipynb #52b42bfa
+# %% ../nbs/10_study.ipynb #48552c66
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="unip-nb", description="Reproducible study of UNIP and its ablations.")
     sub = ap.add_subparsers(dest="command", required=True)
