@@ -1,8 +1,10 @@
-"End-to-end tests of the `unip-nb` command and the papermill run template (what a notebook cannot hold)."
+"End-to-end tests of the `unip-nb` command and the papermill run templates (what a notebook cannot hold)."
 import json, os, subprocess, sys
 from pathlib import Path
+import papermill as pm
 import pytest
 from unip_nb.config import get_preset
+from unip_nb.report import load_records
 from unip_nb.study import execute_run, read_record
 
 REPO = Path(__file__).resolve().parents[1]
@@ -12,30 +14,69 @@ def unip_nb(*args, **env):
     "Run the console script with extra environment variables; return the completed process."
     return subprocess.run([str(BIN/"unip-nb"), *args], capture_output=True, text=True, cwd=REPO, env={**os.environ, **env})
 
-def test_smoke_study_writes_record_and_html(tmp_path):
-    p = unip_nb("study", "--preset", "smoke", UNIP_NB_REPORTS_DIR=str(tmp_path))
-    assert p.returncode == 0, p.stderr
-    run = tmp_path/"smoke"/"nmi-s0"
-    rec = read_record(run/"record.json")
-    assert rec["seed"] == 0 and rec["config"]["preset"] == "smoke"
-    assert set(rec) >= {"commit", "versions", "wall_time_s", "stage_times_s"}
-    depth = get_preset("smoke").teacher_arch["depth"]
-    assert len(rec["metrics"]["layer_nmi"]) == depth
-    assert 1 <= rec["metrics"]["selected_layer"] <= depth
-    assert all(0 <= v <= 1 for v in rec["metrics"]["layer_nmi"].values())
-    html = (run/"run.html").read_text()
-    assert "selected layer" in html and "data:image/png;base64" in html
+@pytest.fixture(scope="session")
+def study_dirs(tmp_path_factory):
+    "Data, cache and reports folders shared by the tests, as environment overrides of settings.ini."
+    root = tmp_path_factory.mktemp("study")
+    return {f"UNIP_NB_{k.upper()}": str(root/k) for k in ("data_root", "cache_dir", "reports_dir")}
 
-def test_papermill_parameters_override_the_preset(tmp_path):
-    "Any parameter of the template can be set from papermill directly."
-    import papermill as pm
-    out, record = tmp_path/"out.ipynb", tmp_path/"record.json"
-    pm.execute_notebook(str(REPO/"nbs/runs/nmi.ipynb"), str(out), cwd=str(REPO/"nbs/runs"), progress_bar=False,
+@pytest.fixture(scope="session")
+def smoke_study(study_dirs):
+    "The whole smoke study, run once through the command line."
+    p = unip_nb("study", "--preset", "smoke", **study_dirs)
+    return p, Path(study_dirs["UNIP_NB_REPORTS_DIR"])/"smoke"
+
+def test_smoke_study_runs_every_ablation(smoke_study):
+    p, out = smoke_study
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    records = load_records(out)
+    names = {r["config"]["ablation"]["name"] for r in records.runs.values()}
+    assert {"unip", "no_nmi_last_layer", "no_had_feature", "no_pretrain", "infmix_no_gray", "infmix_no_infpre",
+            "infmix_no_in1k", "infmix_no_coco", "teacher"} <= names
+    assert any(n.startswith("infmix_without_") for n in names) and not records.failed
+    for rec in records.runs.values():
+        assert set(rec) >= {"config", "seed", "commit", "versions", "wall_time_s", "stage_times_s", "metrics"}
+        for mode in ("ft", "lp"):
+            assert set(rec["metrics"][mode]) == {"soda", "mfnet", "scutseg", "avg"}
+            assert all(0 <= v <= 1 for v in rec["metrics"][mode].values())
+    unip = records.first("unip")["metrics"]
+    assert unip["target"] == ["attention", unip["hybrid_layer"]]
+    assert records.first("no_nmi_last_layer")["metrics"]["target"] == ["attention", get_preset("smoke").teacher_arch["depth"]]
+    assert records.first("no_pretrain")["metrics"]["target"] is None
+    assert records.first("infmix_no_coco")["metrics"]["infmix"]["coco"] == 0
+
+def test_summary_html_reads_every_record(smoke_study):
+    _, out = smoke_study
+    html = (out/"index.html").read_text()
+    assert "Paired differences against full UNIP" in html and "data:image/png;base64" in html
+    assert 'href="no_pretrain-s0/run.html"' in html and (out/"no_pretrain-s0"/"run.html").exists()
+    ft = load_records(out).first("unip")["metrics"]["ft"]["avg"]
+    assert f"{100 * ft:.1f}" in html, "the table shows the recorded number"
+
+def test_rerun_reuses_complete_records(smoke_study, study_dirs):
+    _, out = smoke_study
+    before = (out/"unip-s0"/"record.json").stat().st_mtime_ns
+    p = unip_nb("study", "--preset", "smoke", "--ablations", "unip", **study_dirs)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert (out/"unip-s0"/"record.json").stat().st_mtime_ns == before
+
+def test_template_parameters_from_papermill(smoke_study, study_dirs, tmp_path, monkeypatch):
+    "Any parameter of the ablation template can be set from papermill directly: here an unregistered teacher layer."
+    for k, v in study_dirs.items(): monkeypatch.setenv(k, v)
+    record = tmp_path/"record.json"
+    pm.execute_notebook(str(REPO/"nbs/runs/ablation.ipynb"), str(tmp_path/"out.ipynb"), cwd=str(REPO/"nbs/runs"), progress_bar=False,
+                        parameters=dict(ablation="unip", preset="smoke", seed=0, teacher_layer=2, record_path=str(record)))
+    rec = read_record(record)
+    assert rec["config"]["teacher_layer"] == 2 and rec["metrics"]["target"] == ["attention", 2]
+
+def test_nmi_template_parameters(tmp_path):
+    record = tmp_path/"record.json"
+    pm.execute_notebook(str(REPO/"nbs/runs/nmi.ipynb"), str(tmp_path/"out.ipynb"), cwd=str(REPO/"nbs/runs"), progress_bar=False,
                         parameters=dict(preset="smoke", seed=3, arch="vit_small_patch8_224", s=0.0, record_path=str(record)))
     rec = read_record(record)
     assert rec["config"]["arch"] == "vit_small_patch8_224" and rec["seed"] == 3
     means = rec["metrics"]["layer_nmi"]
-    assert rec["metrics"]["selected_layer"] == int(min(means, key=means.get)), "s = 0 picks the lowest-NMI layer"
+    assert len(means) == 12 and rec["metrics"]["selected_layer"] == int(min(means, key=means.get)), "s = 0 picks the lowest-NMI layer"
 
 def test_failed_run_keeps_its_notebook_and_is_marked_failed(tmp_path):
     res = execute_run(REPO/"nbs/runs/nmi.ipynb", tmp_path, dict(preset="smoke", arch="resnet18"))
@@ -51,9 +92,10 @@ def test_paper_preset_refuses_without_real_data():
 
 @pytest.mark.parametrize("args,env,message", [
     (["study", "--preset", "huge"], {}, "unknown preset 'huge'"),
+    (["study", "--preset", "smoke", "--ablations", "no_nmi"], {}, "unknown ablation 'no_nmi'"),
     (["study"], {"UNIP_NB_PRESET": "tiny"}, "preset = 'tiny' is not one of"),
     (["study"], {"UNIP_NB_SETTINGS": "/nonexistent/settings.ini"}, "/nonexistent/settings.ini does not exist"),
 ])
-def test_bad_input_is_named(args, env, message):
-    p = unip_nb(*args, **env)
+def test_bad_input_is_named(args, env, message, study_dirs):
+    p = unip_nb(*args, **{**study_dirs, **env})
     assert p.returncode == 2 and message in p.stderr, p.stderr

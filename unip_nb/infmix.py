@@ -6,7 +6,7 @@
 __all__ = ['INFMIX_MEAN', 'INFMIX_STD', 'InfMixSpec', 'list_images', 'infpre_subsets', 'list_infmix', 'load_image',
            'build_infmix', 'infmix_meta', 'infmix_transform', 'infmix_torch', 'infmix_variants', 'infmix_summary']
 
-# %% ../nbs/04_infmix.ipynb #d1ef270d
+# %% ../nbs/04_infmix.ipynb #8f24b0db
 import json
 from dataclasses import asdict, dataclass, replace
 from functools import partial
@@ -18,7 +18,7 @@ from torchvision import transforms
 from .files import IMAGE_SUFFIXES, is_image_file, read_image
 from torchvision.transforms import InterpolationMode
 
-# %% ../nbs/04_infmix.ipynb #d4b5e17e
+# %% ../nbs/04_infmix.ipynb #d89da386
 @dataclass(frozen=True)
 class InfMixSpec:
     "What goes into an InfMix: roots of the three sources (None leaves one out), InfPre sub-datasets, ImageNet images per class, grey conversion, subsampling."
@@ -35,7 +35,7 @@ class InfMixSpec:
         if not 0 < self.data_ratio <= 1: raise ValueError(f"data_ratio must be in (0, 1], got {self.data_ratio}")
         if self.per_cls_num < 0: raise ValueError(f"per_cls_num must be >= 0, got {self.per_cls_num}")
 
-# %% ../nbs/04_infmix.ipynb #c02e6902
+# %% ../nbs/04_infmix.ipynb #1fdcd230
 def list_images(folder: Path) -> list[Path]:
     "Image files directly in `folder`, in numeric order when all stems are numbers, else by name; an error naming an empty or missing folder."
     folder = Path(folder)
@@ -55,7 +55,7 @@ def infpre_subsets(root: Path) -> list[str]:
     if not subs: raise FileNotFoundError(f"InfPre root {root} holds no sub-dataset folders")
     return subs
 
-# %% ../nbs/04_infmix.ipynb #434c2c44
+# %% ../nbs/04_infmix.ipynb #8ba4e61b
 def list_infmix(spec: InfMixSpec) -> list[tuple[str, str, str]]:
     "Every image of the mixture as (path, source, sub-dataset), before subsampling."
     rows = []
@@ -74,7 +74,7 @@ def list_infmix(spec: InfMixSpec) -> list[tuple[str, str, str]]:
     if spec.coco: rows += [(str(p), "coco", "train2017") for p in list_images(Path(spec.coco)/"train2017")]
     return rows
 
-# %% ../nbs/04_infmix.ipynb #c2e18e97
+# %% ../nbs/04_infmix.ipynb #74bc8a93
 def load_image(path: str, gray: bool = False) -> Image.Image:
     "Decode `path` to RGB (through L when `gray`, as the official loader), or raise an error naming the file."
     im = read_image(path, "RGB")
@@ -86,7 +86,7 @@ def build_infmix(spec: InfMixSpec, skip_corrupt: bool = False, check: bool = Tru
     if spec.data_ratio != 1.0: rows = rows[::int(1 / spec.data_ratio)]
     skipped = []
     if check:
-        for r in (progress_bar(rows, comment="checking images", leave=False) if progress else rows):
+        for r in (progress_bar(rows, leave=False) if progress else rows):
             try: load_image(r[0])
             except ValueError:
                 if not skip_corrupt: raise
@@ -100,7 +100,7 @@ def infmix_meta(ds: datasets.Dataset) -> dict:
     "The spec and the skipped corrupt files recorded in an InfMix dataset."
     return json.loads(ds.info.description)
 
-# %% ../nbs/04_infmix.ipynb #a73a59ce
+# %% ../nbs/04_infmix.ipynb #557a57e7
 INFMIX_MEAN, INFMIX_STD = (0.3801,) * 3, (0.1871,) * 3
 
 def infmix_transform(size: int) -> transforms.Compose:
@@ -116,7 +116,7 @@ def infmix_torch(ds: datasets.Dataset, size: int) -> datasets.Dataset:
     "`ds` with images decoded (grey when its spec says so) and transformed on access: items are `{'image': Tensor[3, size, size], 'source': str}`."
     return ds.with_transform(partial(_to_tensors, tf=infmix_transform(size), gray=infmix_meta(ds)["spec"]["gray"]))
 
-# %% ../nbs/04_infmix.ipynb #60a1affc
+# %% ../nbs/04_infmix.ipynb #054e4a84
 def infmix_variants(base: InfMixSpec) -> dict[str, InfMixSpec]:
     "The seed's ablation B as specs: full, no_gray, no_<source> for each source present, without_<sub-dataset> for each InfPre sub-dataset."
     v = {"full": base, "no_gray": replace(base, gray=False)}
