@@ -2,6 +2,7 @@
 VENV   := .venv
 BIN    := $(VENV)/bin
 PRESET ?= default
+JOBS   ?= 2
 STAMP  := $(VENV)/.installed
 
 .PHONY: setup test study lab export readme
@@ -20,7 +21,7 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 study: setup
-	$(BIN)/unip-nb study --preset $(PRESET)
+	$(BIN)/unip-nb study --preset $(PRESET) --jobs $(JOBS)
 
 lab: setup
 	$(BIN)/jupyter lab nbs

@@ -23,7 +23,7 @@ def study_dirs(tmp_path_factory):
 @pytest.fixture(scope="session")
 def smoke_study(study_dirs):
     "The whole smoke study, run once through the command line."
-    p = unip_nb("study", "--preset", "smoke", **study_dirs)
+    p = unip_nb("study", "--preset", "smoke", "--jobs", "2", **study_dirs)
     return p, Path(study_dirs["UNIP_NB_REPORTS_DIR"])/"smoke"
 
 def test_smoke_study_runs_every_ablation(smoke_study):

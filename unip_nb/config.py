@@ -6,12 +6,12 @@
 __all__ = ['SETTINGS_ENV', 'STUDY_KEYS', 'PATH_KEYS', 'PRESETS', 'Settings', 'find_settings', 'load_settings', 'EmbeddedSizes',
            'PretrainRecipe', 'SegRecipe', 'Preset', 'get_preset']
 
-# %% ../nbs/00_config.ipynb #8ac9e90c
+# %% ../nbs/00_config.ipynb #51cf7716
 import configparser, os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# %% ../nbs/00_config.ipynb #627ffd3c
+# %% ../nbs/00_config.ipynb #d46161e3
 SETTINGS_ENV = "UNIP_NB_SETTINGS"
 STUDY_KEYS = ("data_root", "cache_dir", "reports_dir", "preset")
 PATH_KEYS = ("infpre", "imagenet", "coco", "soda", "mfnet", "scutseg", "teacher_checkpoint")
@@ -35,7 +35,7 @@ class Settings:
         if not p.exists(): raise FileNotFoundError(f"{self.file}: [paths] {name} = {p} does not exist")
         return p
 
-# %% ../nbs/00_config.ipynb #8b604ce9
+# %% ../nbs/00_config.ipynb #d68810b0
 def find_settings(start: Path | None = None) -> Path:
     "`$UNIP_NB_SETTINGS`, else the nearest `settings.ini` with a `[study]` section in `start` or its parents."
     if os.environ.get(SETTINGS_ENV): return Path(os.environ[SETTINGS_ENV])
@@ -46,7 +46,7 @@ def find_settings(start: Path | None = None) -> Path:
     raise FileNotFoundError(f"no settings.ini with a [study] section in {start} or its parents; "
                             f"run from the unip-nb repository or set {SETTINGS_ENV}")
 
-# %% ../nbs/00_config.ipynb #54caf2ae
+# %% ../nbs/00_config.ipynb #77f31f13
 def _read_ini(file: Path) -> configparser.ConfigParser:
     "Parse `file`, turning a missing file or bad syntax into an error that names it."
     if not file.exists(): raise FileNotFoundError(f"settings file {file} does not exist")
@@ -61,7 +61,7 @@ def _read_ini(file: Path) -> configparser.ConfigParser:
     if not cp.has_section("study"): raise ValueError(f"{file}: missing [study] section")
     return cp
 
-# %% ../nbs/00_config.ipynb #efb2ca34
+# %% ../nbs/00_config.ipynb #07fbd8e6
 def load_settings(file: Path | str | None = None) -> Settings:
     "Read `settings.ini` (found with `find_settings` when `file` is None), apply `UNIP_NB_<KEY>` overrides, check values."
     file = Path(file) if file else find_settings()
@@ -78,7 +78,7 @@ def load_settings(file: Path | str | None = None) -> Settings:
     return Settings(file=file, preset=study["preset"], **{k: resolve(study[k]) for k in ("data_root", "cache_dir", "reports_dir")},
                     paths={k: resolve(get("paths", k)) for k in PATH_KEYS})
 
-# %% ../nbs/00_config.ipynb #6e52c293
+# %% ../nbs/00_config.ipynb #5293d445
 @dataclass(frozen=True)
 class EmbeddedSizes:
     "How much embedded data to generate, and at which resolution (see the synthetic-data notebook)."
@@ -119,7 +119,7 @@ class SegRecipe:
         if dataset not in table: raise KeyError(f"no iterations for dataset {dataset!r}; the recipe has {', '.join(table)}")
         return table[dataset]
 
-# %% ../nbs/00_config.ipynb #3c2eb1a0
+# %% ../nbs/00_config.ipynb #58a0ccf4
 @dataclass(frozen=True)
 class Preset:
     "Sizes of one scale of the study."
@@ -154,11 +154,11 @@ PRESETS = {p.name: p for p in [
     Preset("default", img_size=64, teacher_layer=6, nmi_images=32, batch_size=16, seeds=(0, 1),
            teacher_arch=dict(patch_size=8, embed_dim=192, depth=8, num_heads=6),
            student_arch=dict(patch_size=8, embed_dim=96, depth=6, num_heads=3),
-           teacher_pretrain=PretrainRecipe(epochs=30, batch_size=64, warmup_epochs=3, blr=1.5e-3),
-           distill=PretrainRecipe(epochs=10, batch_size=64, warmup_epochs=1, blr=1.5e-3),
+           teacher_pretrain=PretrainRecipe(epochs=40, batch_size=64, warmup_epochs=4, blr=1.5e-3),
+           distill=PretrainRecipe(epochs=6, batch_size=64, warmup_epochs=1, blr=1.5e-3),
            seg=SegRecipe(crop=64, stride=43, batch_size=8, decoder_channels=64, lr=1e-3,
-                         iters=(("soda", 150, 15), ("mfnet", 100, 10), ("scutseg", 170, 17))),
-           embedded=EmbeddedSizes(size=64, infpre_per_sensor=400, in1k_per_class=50, coco_images=300, seg_train=150, seg_test=50)),
+                         iters=(("soda", 50, 5), ("mfnet", 34, 3), ("scutseg", 57, 6))),
+           embedded=EmbeddedSizes(size=64, infpre_per_sensor=400, in1k_per_class=150, coco_images=600, seg_train=150, seg_test=50)),
     Preset("paper", teacher_arch="vit_large_patch16_224", student_arch="vit_small_patch16_224", img_size=224,
            teacher_layer=18, nmi_images=256, batch_size=32, seeds=(0, 1, 2),
            distill=PretrainRecipe(epochs=100, batch_size=4096, warmup_epochs=5, accum=8),
@@ -166,7 +166,7 @@ PRESETS = {p.name: p for p in [
                          iters=(("soda", 14400, 1500), ("mfnet", 9800, 1000), ("scutseg", 16800, 1700)))),
 ]}
 
-# %% ../nbs/00_config.ipynb #a3398a31
+# %% ../nbs/00_config.ipynb #3e1705b2
 def get_preset(name: str) -> Preset:
     "The preset called `name`, or an error listing the known ones."
     if name not in PRESETS: raise KeyError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")

@@ -7,8 +7,8 @@ __all__ = ['LIBRARIES', 'PAPER_PATHS', 'KERNEL', 'git_commit', 'library_versions
            'template_path', 'render_html', 'execute_notebook', 'execute_run', 'study_registry', 'prepare_shared_stages',
            'reusable', 'run_study', 'main']
 
-# %% ../nbs/11_study.ipynb #ab9d74fe
-import argparse, json, platform, subprocess, sys, time, warnings
+# %% ../nbs/11_study.ipynb #18c92769
+import argparse, json, os, platform, subprocess, sys, time, warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -23,7 +23,7 @@ from .infmix import infpre_subsets
 from .teacher import teacher_for
 from .files import atomic_write_text
 
-# %% ../nbs/11_study.ipynb #a4a3dd3f
+# %% ../nbs/11_study.ipynb #c6932b18
 def git_commit(repo: Path | None = None) -> dict:
     "The git commit of `repo` (default: this package's checkout) and whether its tracked files differ from it."
     repo = Path(repo or Path(unip_nb.__file__).resolve().parent)
@@ -39,7 +39,7 @@ def library_versions() -> dict:
     "Versions of Python and the libraries that shape a result."
     return {"python": platform.python_version(), **{n: version(n) for n in LIBRARIES}}
 
-# %% ../nbs/11_study.ipynb #5f631bb0
+# %% ../nbs/11_study.ipynb #70e0f310
 @dataclass
 class RunRecorder:
     "Collects the provenance, stage wall times and metrics of one run; `save` writes them as JSON atomically."
@@ -72,7 +72,7 @@ def read_record(path: Path) -> dict:
     if rec.get("status") != "complete": raise ValueError(f"run record {path} has status {rec.get('status')!r}, not 'complete'")
     return rec
 
-# %% ../nbs/11_study.ipynb #97e6426a
+# %% ../nbs/11_study.ipynb #f43f4601
 PAPER_PATHS = ("imagenet", "teacher_checkpoint")
 
 def check_ready(preset: Preset, settings: Settings) -> None:
@@ -85,7 +85,7 @@ def check_ready(preset: Preset, settings: Settings) -> None:
     if not torch.cuda.is_available(): problems.append("no CUDA GPU is visible (torch.cuda.is_available() is False)")
     if problems: raise RuntimeError(f"preset {preset.name!r} cannot run here:\n  - " + "\n  - ".join(problems))
 
-# %% ../nbs/11_study.ipynb #f67e3008
+# %% ../nbs/11_study.ipynb #ec0e9980
 KERNEL = "unip-nb"
 
 def template_path(settings: Settings, name: str) -> Path:
@@ -119,7 +119,7 @@ def execute_run(template: Path, out_dir: Path, parameters: dict) -> dict:
     atomic_write_text(record, json.dumps(failure, indent=2))
     return failure
 
-# %% ../nbs/11_study.ipynb #e3145854
+# %% ../nbs/11_study.ipynb #e35eae0a
 def study_registry(preset: Preset, settings: Settings) -> dict[str, Ablation]:
     "The ablations of `preset`: one `infmix_without_<sub-dataset>` per InfPre sub-dataset found."
     return ablation_registry(infpre_subsets(study_roots(preset, settings)["infpre"]))
@@ -134,7 +134,7 @@ def reusable(record_file: Path, config: dict) -> bool:
     try: return read_record(record_file)["config"] == config
     except (FileNotFoundError, ValueError, KeyError): return False
 
-# %% ../nbs/11_study.ipynb #6ca9810e
+# %% ../nbs/11_study.ipynb #db678b28
 def run_study(preset: str, ablations: list[str] | None = None, seeds: list[int] | None = None, settings: Settings | None = None,
               jobs: int = 1, force: bool = False) -> dict:
     "Run every (ablation, seed) of `preset` and the summary; return `{run name: record or failure}`."
@@ -148,7 +148,8 @@ def run_study(preset: str, ablations: list[str] | None = None, seeds: list[int] 
     results = {n: read_record(out/n/"record.json") for n, (a, s) in runs.items()
                if not force and reusable(out/n/"record.json", run_config(a, p, s))}
     todo = [n for n in runs if n not in results]
-    params = lambda n: dict(ablation=runs[n][0].name, preset=preset, seed=runs[n][1], settings_file=str(settings.file))
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    params = lambda n: dict(ablation=runs[n][0].name, preset=preset, seed=runs[n][1], settings_file=str(settings.file), torch_threads=threads)
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = {pool.submit(execute_run, template, out/n, params(n)): n for n in todo}
         for f in progress_bar(as_completed(futures), total=len(futures)) if futures else []: results[futures[f]] = f.result()
@@ -156,7 +157,7 @@ def run_study(preset: str, ablations: list[str] | None = None, seeds: list[int] 
     results["summary"] = dict(status="complete") if summary is None else dict(status="failed", error=summary, notebook=str(out/"index.ipynb"))
     return {n: results[n] for n in [*runs, "summary"]}
 
-# %% ../nbs/11_study.ipynb #d9d44e65
+# %% ../nbs/11_study.ipynb #cc575221
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="unip-nb", description="Reproducible study of UNIP and its ablations.")
     sub = ap.add_subparsers(dest="command", required=True)
