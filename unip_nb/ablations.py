@@ -7,7 +7,7 @@ __all__ = ['SEG_SETS', 'STUDENT_VERSION', 'Ablation', 'ablation_registry', 'get_
            'infmix_spec', 'stable_hash', 'teacher_id', 'teacher_layer_nmi', 'distilled_student', 'backbone_copy',
            'segmentation_scores', 'run_ablation']
 
-# %% ../nbs/10_ablations.ipynb #9694d60a
+# %% ../nbs/10_ablations.ipynb #e78a1f87
 import copy, hashlib, json
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
@@ -25,7 +25,7 @@ from .segment import LinearProbe, evaluate, spread_layers, train_segmenter, uper
 from .synthetic import generate_embedded
 from .teacher import teacher_for, teacher_key
 
-# %% ../nbs/10_ablations.ipynb #e81cd0b8
+# %% ../nbs/10_ablations.ipynb #f37fbb29
 @dataclass(frozen=True)
 class Ablation:
     "One row of the study: a configuration change against full UNIP."
@@ -55,14 +55,14 @@ def get_ablation(registry: dict[str, Ablation], name: str) -> Ablation:
     if name not in registry: raise KeyError(f"unknown ablation {name!r}; registered: {', '.join(registry)}")
     return registry[name]
 
-# %% ../nbs/10_ablations.ipynb #b7749203
+# %% ../nbs/10_ablations.ipynb #d3b906fe
 def run_config(ablation: Ablation, preset: Preset, seed: int, teacher_layer: int | None = None,
                infmix_sources: list[str] | None = None, s: float = 0.09) -> dict:
     "Everything that determines a run's result, as JSON-able data."
     return json.loads(json.dumps(dict(ablation=asdict(ablation), preset=asdict(preset), seed=seed, teacher_layer=teacher_layer,
                                       infmix_sources=infmix_sources, s=s), default=str))
 
-# %% ../nbs/10_ablations.ipynb #9c117d4b
+# %% ../nbs/10_ablations.ipynb #c28fd531
 SEG_SETS = ("soda", "mfnet", "scutseg")
 
 def study_roots(preset: Preset, settings: Settings, progress: bool = False) -> dict[str, Path]:
@@ -82,7 +82,7 @@ def infmix_spec(roots: dict[str, Path], variant: str = "full", sources: list[str
     if bad: raise ValueError(f"infmix_sources may name infpre, in1k and coco, not {sorted(bad)}")
     return replace(spec, **{s: None for s in ("infpre", "in1k", "coco") if s not in sources})
 
-# %% ../nbs/10_ablations.ipynb #94866cbb
+# %% ../nbs/10_ablations.ipynb #3459ea73
 STUDENT_VERSION = 1  # bump when the distillation code changes the weights it produces
 
 def stable_hash(obj) -> str:
@@ -100,7 +100,7 @@ def _untimed(name: str):
     "Stage timer that does nothing (for calls made outside a run record)."
     yield
 
-# %% ../nbs/10_ablations.ipynb #499a4222
+# %% ../nbs/10_ablations.ipynb #99253427
 def teacher_layer_nmi(teacher: VisionTransformer, photos_dir: Path, preset: Preset) -> pd.DataFrame:
     "Layerwise NMI of the teacher on `preset.nmi_images` natural images (the layer rule's input)."
     imgs = photo_crops(folder_photos(photos_dir, preset.nmi_images), preset.nmi_images, preset.img_size, seed=preset.data_seed)
@@ -125,7 +125,7 @@ def distilled_student(teacher: VisionTransformer, target: tuple | None, mix: Inf
     atomic_torch_save(student.state_dict(), path)
     return student, dict(info, cached=False)
 
-# %% ../nbs/10_ablations.ipynb #d251ebf2
+# %% ../nbs/10_ablations.ipynb #b3c72645
 def backbone_copy(vit: VisionTransformer, size: int) -> VisionTransformer:
     "A trainable copy of `vit` for `size`-pixel inputs."
     new = copy.deepcopy(vit).train().requires_grad_(True)
@@ -148,7 +148,7 @@ def segmentation_scores(backbone: VisionTransformer, roots: dict[str, Path], pre
     for mode in scores: scores[mode]["avg"] = sum(scores[mode][n] for n in SEG_SETS) / len(SEG_SETS)
     return scores
 
-# %% ../nbs/10_ablations.ipynb #ff42f11f
+# %% ../nbs/10_ablations.ipynb #7840c6ad
 def run_ablation(ablation: Ablation, preset: Preset, seed: int, settings: Settings, teacher_layer: int | None = None,
                  infmix_sources: list[str] | None = None, s: float = 0.09, stage=_untimed) -> dict:
     "Teacher -> NMI layer choice -> InfMix -> distillation -> fine-tuning and linear probing: the metrics of one run."
@@ -163,8 +163,9 @@ def run_ablation(ablation: Ablation, preset: Preset, seed: int, settings: Settin
     else:
         with stage("distill"): backbone, made = distilled_student(teacher, resolved, mix, preset, seed, settings.cache_dir, teacher_id(preset, settings))
     scores = segmentation_scores(backbone, roots, preset, seed, stage)
-    counts = pd.Series(build_infmix(mix, check=False, progress=False)["source"]).value_counts()
+    pretrained = ablation.backbone == "student" and resolved is not None
+    counts = pd.Series(build_infmix(mix, check=False, progress=False)["source"]).value_counts() if pretrained else None
     return dict(scores, teacher_nmi={int(k): float(v) for k, v in means.items()}, target=resolved and list(resolved),
-                infmix={src: int(counts.get(src, 0)) for src in ("infpre", "in1k", "coco")} | {"gray": mix.gray},
+                infmix=pretrained and {src: int(counts.get(src, 0)) for src in ("infpre", "in1k", "coco")} | {"gray": mix.gray} or None,
                 hybrid_layer=resolve_target("hybrid", len(teacher.blocks), nmi, s)[1], student_cached=made["cached"],
                 distill_losses=made.get("losses", []))
