@@ -49,7 +49,7 @@ def test_summary_html_reads_every_record(smoke_study):
     _, out = smoke_study
     html = (out/"index.html").read_text()
     assert "Paired differences against full UNIP" in html and "data:image/png;base64" in html
-    assert 'href="no_pretrain-s0/run.html"' in html and (out/"no_pretrain-s0"/"run.html").exists()
+    assert 'href="no_pretrain-s0.html"' in html and (out/"no_pretrain-s0.html").exists()
     ft = load_records(out).first("unip")["metrics"]["ft"]["avg"]
     assert f"{100 * ft:.1f}" in html, "the table shows the recorded number"
 
@@ -81,7 +81,7 @@ def test_nmi_template_parameters(tmp_path):
 def test_failed_run_keeps_its_notebook_and_is_marked_failed(tmp_path):
     res = execute_run(REPO/"nbs/runs/nmi.ipynb", tmp_path, dict(preset="smoke", arch="resnet18"))
     assert res["status"] == "failed" and "resnet18 is not a timm VisionTransformer" in res["error"]
-    assert (tmp_path/"run.ipynb").exists() and (tmp_path/"run.html").exists()
+    assert (tmp_path/"run.ipynb").exists() and (tmp_path.parent/f"{tmp_path.name}.html").exists()
     assert json.loads((tmp_path/"record.json").read_text())["status"] == "failed"
     with pytest.raises(ValueError, match="status 'failed'"): read_record(tmp_path/"record.json")
 

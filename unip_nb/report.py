@@ -6,7 +6,7 @@
 __all__ = ['SEG_COLUMNS', 'MODES', 'GROUP_ORDER', 'Records', 'load_records', 'ci95', 'summary_table', 'paired_deltas',
            'study_verdict', 'plot_deltas', 'plot_teacher_nmi', 'plot_run_metrics', 'composition_table', 'run_links']
 
-# %% ../nbs/12_report.ipynb #51e5cbc4
+# %% ../nbs/12_report.ipynb #8ec94cf8
 import html, json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt, seaborn as sns
 from scipy import stats
 from .nmi import plot_layer_nmi
 
-# %% ../nbs/12_report.ipynb #3011cbf3
+# %% ../nbs/12_report.ipynb #8c622968
 SEG_COLUMNS = ("soda", "mfnet", "scutseg", "avg")
 MODES = {"ft": "FT", "lp": "LP"}
 GROUP_ORDER = ("UNIP", "A: remove NMI-HAD", "B: replace InfMix", "reference")  # row order of tables and figures
@@ -61,7 +61,7 @@ def load_records(runs_dir: Path) -> Records:
     if not recs.runs: raise FileNotFoundError(f"{runs_dir} holds no complete run record")
     return recs
 
-# %% ../nbs/12_report.ipynb #c813b112
+# %% ../nbs/12_report.ipynb #ef59303a
 def ci95(values) -> float:
     "Half-width of the 95% confidence interval of the mean (t distribution); NaN for fewer than two values."
     v = np.asarray(values, dtype=float)
@@ -84,7 +84,7 @@ def summary_table(scores: pd.DataFrame) -> pd.DataFrame:
     table.insert(0, "seeds", scores.groupby("ablation")["seed"].nunique().reindex(table.index))
     return table
 
-# %% ../nbs/12_report.ipynb #2fca7647
+# %% ../nbs/12_report.ipynb #c606372d
 def paired_deltas(scores: pd.DataFrame, reference: str = "unip") -> pd.DataFrame:
     "Per (ablation, mode, dataset): mean and 95% half-width over seeds of mIoU(ablation) − mIoU(reference) at the same seed."
     if reference not in set(scores["ablation"]): raise KeyError(f"no run of the reference {reference!r} to compare with")
@@ -93,7 +93,7 @@ def paired_deltas(scores: pd.DataFrame, reference: str = "unip") -> pd.DataFrame
     other["delta"] = other["miou"].to_numpy() - ref.reindex(pd.MultiIndex.from_frame(other[["seed", "mode", "dataset"]])).to_numpy()
     return _mean_ci(other.dropna(subset=["delta"]), "delta", ["ablation", "group", "mode", "dataset"])
 
-# %% ../nbs/12_report.ipynb #050b0f0c
+# %% ../nbs/12_report.ipynb #4e4345c6
 def study_verdict(scores: pd.DataFrame, ablation: str = "no_pretrain", reference: str = "unip") -> str:
     "Whether `reference` beats `ablation` on average FT mIoU by more than two seed standard deviations (the larger of the two), with the numbers."
     ft = scores[(scores["mode"] == "FT") & (scores["dataset"] == "avg")]
@@ -105,7 +105,7 @@ def study_verdict(scores: pd.DataFrame, ablation: str = "no_pretrain", reference
             f"{100 * r.mean():.2f} vs {100 * a.mean():.2f} mIoU points, a gap of {100 * gap:.2f} against 2 x sd = {200 * sd:.2f} "
             f"({len(r)} and {len(a)} seeds).")
 
-# %% ../nbs/12_report.ipynb #5376149f
+# %% ../nbs/12_report.ipynb #1ca6fb3e
 def plot_deltas(deltas: pd.DataFrame, datasets: tuple = SEG_COLUMNS):
     "Horizontal bars of the paired mIoU differences against UNIP (points), one panel per dataset, FT and LP side by side, with 95% intervals."
     abls = list(dict.fromkeys(deltas["ablation"]))
@@ -136,7 +136,7 @@ def plot_run_metrics(metrics: dict, title: str = ""):
     ax.set(title=title, ylabel="mIoU (points)")
     return ax
 
-# %% ../nbs/12_report.ipynb #f38652a5
+# %% ../nbs/12_report.ipynb #d1abf63d
 def composition_table(records: Records) -> pd.DataFrame:
     "Images per InfMix source and the grey flag, per ablation that distilled on InfMix (from its first complete run)."
     rows = {}
@@ -149,5 +149,5 @@ def run_links(records: Records, runs_dir: Path) -> str:
     "An HTML table linking every run's report (relative to the summary), with its status and wall time."
     rows = [(n, "complete", f"{r['wall_time_s']:.0f} s") for n, r in records.runs.items()]
     rows += [(n, "failed" if r else "unfinished", html.escape((r or {}).get("error", ""))) for n, r in records.failed.items()]
-    cells = "".join(f'<tr><td><a href="{html.escape(n)}/run.html">{html.escape(n)}</a></td><td>{s}</td><td>{w}</td></tr>' for n, s, w in sorted(rows))
+    cells = "".join(f'<tr><td><a href="{html.escape(n)}.html">{html.escape(n)}</a></td><td>{s}</td><td>{w}</td></tr>' for n, s, w in sorted(rows))
     return f"<table><tr><th>run</th><th>status</th><th>wall time / error</th></tr>{cells}</table>"

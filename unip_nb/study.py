@@ -4,10 +4,10 @@
 
 # %% auto #0
 __all__ = ['LIBRARIES', 'PAPER_PATHS', 'KERNEL', 'git_commit', 'library_versions', 'RunRecorder', 'read_record', 'check_ready',
-           'template_path', 'render_html', 'execute_notebook', 'execute_run', 'study_registry', 'prepare_shared_stages',
-           'reusable', 'run_study', 'main']
+           'template_path', 'render_html', 'execute_notebook', 'run_html', 'execute_run', 'study_registry',
+           'prepare_shared_stages', 'reusable', 'run_study', 'main']
 
-# %% ../nbs/11_study.ipynb #18c92769
+# %% ../nbs/11_study.ipynb #3154101a
 import argparse, json, os, platform, subprocess, sys, time, warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,7 +23,7 @@ from .infmix import infpre_subsets
 from .teacher import teacher_for
 from .files import atomic_write_text
 
-# %% ../nbs/11_study.ipynb #c6932b18
+# %% ../nbs/11_study.ipynb #48303821
 def git_commit(repo: Path | None = None) -> dict:
     "The git commit of `repo` (default: this package's checkout) and whether its tracked files differ from it."
     repo = Path(repo or Path(unip_nb.__file__).resolve().parent)
@@ -39,7 +39,7 @@ def library_versions() -> dict:
     "Versions of Python and the libraries that shape a result."
     return {"python": platform.python_version(), **{n: version(n) for n in LIBRARIES}}
 
-# %% ../nbs/11_study.ipynb #70e0f310
+# %% ../nbs/11_study.ipynb #c380332b
 @dataclass
 class RunRecorder:
     "Collects the provenance, stage wall times and metrics of one run; `save` writes them as JSON atomically."
@@ -72,7 +72,7 @@ def read_record(path: Path) -> dict:
     if rec.get("status") != "complete": raise ValueError(f"run record {path} has status {rec.get('status')!r}, not 'complete'")
     return rec
 
-# %% ../nbs/11_study.ipynb #f43f4601
+# %% ../nbs/11_study.ipynb #df1a3a31
 PAPER_PATHS = ("imagenet", "teacher_checkpoint")
 
 def check_ready(preset: Preset, settings: Settings) -> None:
@@ -85,7 +85,7 @@ def check_ready(preset: Preset, settings: Settings) -> None:
     if not torch.cuda.is_available(): problems.append("no CUDA GPU is visible (torch.cuda.is_available() is False)")
     if problems: raise RuntimeError(f"preset {preset.name!r} cannot run here:\n  - " + "\n  - ".join(problems))
 
-# %% ../nbs/11_study.ipynb #ec0e9980
+# %% ../nbs/11_study.ipynb #6c3fd9ae
 KERNEL = "unip-nb"
 
 def template_path(settings: Settings, name: str) -> Path:
@@ -94,32 +94,36 @@ def template_path(settings: Settings, name: str) -> Path:
     if not p.exists(): raise FileNotFoundError(f"run template {p} does not exist")
     return p
 
-def render_html(ipynb: Path) -> Path:
-    "Render an executed notebook to a standalone HTML file beside it (figures embedded)."
+def render_html(ipynb: Path, html: Path) -> Path:
+    "Render an executed notebook to a standalone HTML file `html` (figures embedded)."
     from nbconvert import HTMLExporter
-    html, _ = HTMLExporter().from_filename(str(ipynb))
-    return atomic_write_text(Path(ipynb).with_suffix(".html"), html)
+    body, _ = HTMLExporter().from_filename(str(ipynb))
+    return atomic_write_text(html, body)
 
-def execute_notebook(template: Path, out: Path, parameters: dict) -> str | None:
-    "Execute `template` with papermill into `out` and render it to HTML; the error, or None when it ran through."
+def execute_notebook(template: Path, out: Path, parameters: dict, html: Path) -> str | None:
+    "Execute `template` with papermill into `out` and render it to `html`; the error, or None when it ran through."
     import papermill as pm
     out.parent.mkdir(parents=True, exist_ok=True)
     try: pm.execute_notebook(str(template), str(out), parameters=parameters, kernel_name=KERNEL, progress_bar=False, cwd=str(template.parent))
     except Exception as e:
-        if out.exists(): render_html(out)
+        if out.exists(): render_html(out, html)
         return f"{e.ename}: {e.evalue}" if isinstance(e, pm.PapermillExecutionError) else f"{type(e).__name__}: {e}"
-    render_html(out)
+    render_html(out, html)
+
+def run_html(out_dir: Path) -> Path:
+    "Where the HTML of the run in `out_dir` goes: `reports/<preset>/<ablation>-s<seed>.html`, beside its folder."
+    return out_dir.parent/f"{out_dir.name}.html"
 
 def execute_run(template: Path, out_dir: Path, parameters: dict) -> dict:
-    "Execute a run template into `out_dir` (`run.ipynb`, `run.html`, `record.json`); its record, or a failure marked in `record.json`."
+    "Execute a run template into `out_dir` (`run.ipynb`, `record.json`) and `run_html(out_dir)`; its record, or a failure marked in `record.json`."
     record = out_dir/"record.json"
-    error = execute_notebook(template, out_dir/"run.ipynb", dict(parameters, record_path=str(record)))
+    error = execute_notebook(template, out_dir/"run.ipynb", dict(parameters, record_path=str(record)), run_html(out_dir))
     if error is None: return read_record(record)
     failure = dict(status="failed", error=error, notebook=str(out_dir/"run.ipynb"))
     atomic_write_text(record, json.dumps(failure, indent=2))
     return failure
 
-# %% ../nbs/11_study.ipynb #e35eae0a
+# %% ../nbs/11_study.ipynb #2fb3b1cd
 def study_registry(preset: Preset, settings: Settings) -> dict[str, Ablation]:
     "The ablations of `preset`: one `infmix_without_<sub-dataset>` per InfPre sub-dataset found."
     return ablation_registry(infpre_subsets(study_roots(preset, settings)["infpre"]))
@@ -134,7 +138,7 @@ def reusable(record_file: Path, config: dict) -> bool:
     try: return read_record(record_file)["config"] == config
     except (FileNotFoundError, ValueError, KeyError): return False
 
-# %% ../nbs/11_study.ipynb #db678b28
+# %% ../nbs/11_study.ipynb #784f411a
 def run_study(preset: str, ablations: list[str] | None = None, seeds: list[int] | None = None, settings: Settings | None = None,
               jobs: int = 1, force: bool = False) -> dict:
     "Run every (ablation, seed) of `preset` and the summary; return `{run name: record or failure}`."
@@ -153,11 +157,11 @@ def run_study(preset: str, ablations: list[str] | None = None, seeds: list[int] 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = {pool.submit(execute_run, template, out/n, params(n)): n for n in todo}
         for f in progress_bar(as_completed(futures), total=len(futures)) if futures else []: results[futures[f]] = f.result()
-    summary = execute_notebook(template_path(settings, "summary"), out/"index.ipynb", dict(preset=preset, settings_file=str(settings.file)))
+    summary = execute_notebook(template_path(settings, "summary"), out/"index.ipynb", dict(preset=preset, settings_file=str(settings.file)), out/"index.html")
     results["summary"] = dict(status="complete") if summary is None else dict(status="failed", error=summary, notebook=str(out/"index.ipynb"))
     return {n: results[n] for n in [*runs, "summary"]}
 
-# %% ../nbs/11_study.ipynb #cc575221
+# %% ../nbs/11_study.ipynb #999cd30f
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="unip-nb", description="Reproducible study of UNIP and its ablations.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -183,6 +187,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = settings.reports_dir/preset
     for name, rec in results.items():
-        where = out/"index.html" if name == "summary" else out/name/"run.html"
+        where = out/"index.html" if name == "summary" else run_html(out/name)
         print(f"{name}: {rec['status']} ({rec.get('wall_time_s', '-')} s) -> {where}" + (f"  [{rec['error']}]" if rec["status"] != "complete" else ""))
     return 0 if all(r["status"] == "complete" for r in results.values()) else 1
