@@ -4,28 +4,28 @@
 
 # %% auto #0
 __all__ = ['SEG_SETS', 'STUDENT_VERSION', 'Ablation', 'ablation_registry', 'get_ablation', 'run_config', 'study_roots',
-           'infmix_spec', 'stable_hash', 'teacher_id', 'teacher_layer_nmi', 'distilled_student', 'backbone_copy',
+           'infmix_spec', 'teacher_id', 'teacher_layer_nmi', 'distilled_student', 'backbone_copy',
            'segmentation_scores', 'run_ablation']
 
-# %% ../nbs/10_ablations.ipynb #e78a1f87
-import copy, hashlib, json
+# %% ../nbs/10_ablations.ipynb #b091155e
+import copy, json
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-import datasets, pandas as pd, torch
+import pandas as pd, torch
 from fastai.torch_core import set_seed
 from timm.models.vision_transformer import VisionTransformer
 from .config import Preset, Settings
 from .distill import distill, resolve_target, unip_student
-from .files import atomic_torch_save, atomic_write_text
-from .infmix import InfMixSpec, build_infmix, infmix_variants, infpre_subsets
+from .files import atomic_torch_save, atomic_write_text, stable_hash
+from .infmix import InfMixSpec, build_infmix, infmix_variants
 from .nmi import folder_photos, layerwise_nmi, photo_crops
 from .segdata import get_seg_spec, seg_dataloaders
 from .segment import LinearProbe, evaluate, spread_layers, train_segmenter, upernet
 from .synthetic import generate_embedded
 from .teacher import teacher_for, teacher_key
 
-# %% ../nbs/10_ablations.ipynb #f37fbb29
+# %% ../nbs/10_ablations.ipynb #49fdd3fd
 @dataclass(frozen=True)
 class Ablation:
     "One row of the study: a configuration change against full UNIP."
@@ -55,14 +55,14 @@ def get_ablation(registry: dict[str, Ablation], name: str) -> Ablation:
     if name not in registry: raise KeyError(f"unknown ablation {name!r}; registered: {', '.join(registry)}")
     return registry[name]
 
-# %% ../nbs/10_ablations.ipynb #d3b906fe
+# %% ../nbs/10_ablations.ipynb #8b86065e
 def run_config(ablation: Ablation, preset: Preset, seed: int, teacher_layer: int | None = None,
                infmix_sources: list[str] | None = None, s: float = 0.09) -> dict:
     "Everything that determines a run's result, as JSON-able data."
     return json.loads(json.dumps(dict(ablation=asdict(ablation), preset=asdict(preset), seed=seed, teacher_layer=teacher_layer,
                                       infmix_sources=infmix_sources, s=s), default=str))
 
-# %% ../nbs/10_ablations.ipynb #c28fd531
+# %% ../nbs/10_ablations.ipynb #2398bdf1
 SEG_SETS = ("soda", "mfnet", "scutseg")
 
 def study_roots(preset: Preset, settings: Settings, progress: bool = False) -> dict[str, Path]:
@@ -82,12 +82,8 @@ def infmix_spec(roots: dict[str, Path], variant: str = "full", sources: list[str
     if bad: raise ValueError(f"infmix_sources may name infpre, in1k and coco, not {sorted(bad)}")
     return replace(spec, **{s: None for s in ("infpre", "in1k", "coco") if s not in sources})
 
-# %% ../nbs/10_ablations.ipynb #3459ea73
+# %% ../nbs/10_ablations.ipynb #ffe1a5c1
 STUDENT_VERSION = 1  # bump when the distillation code changes the weights it produces
-
-def stable_hash(obj) -> str:
-    "Short SHA-1 of a JSON-able object (keys sorted, paths as strings)."
-    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 def teacher_id(preset: Preset, settings: Settings) -> str:
     "What identifies the teacher: its MAE cache key, or the checkpoint's path, size and modification time."
@@ -100,7 +96,7 @@ def _untimed(name: str):
     "Stage timer that does nothing (for calls made outside a run record)."
     yield
 
-# %% ../nbs/10_ablations.ipynb #99253427
+# %% ../nbs/10_ablations.ipynb #58c22bbd
 def teacher_layer_nmi(teacher: VisionTransformer, photos_dir: Path, preset: Preset) -> pd.DataFrame:
     "Layerwise NMI of the teacher on `preset.nmi_images` natural images (the layer rule's input)."
     imgs = photo_crops(folder_photos(photos_dir, preset.nmi_images), preset.nmi_images, preset.img_size, seed=preset.data_seed)
@@ -125,7 +121,7 @@ def distilled_student(teacher: VisionTransformer, target: tuple | None, mix: Inf
     atomic_torch_save(student.state_dict(), path)
     return student, dict(info, cached=False)
 
-# %% ../nbs/10_ablations.ipynb #b3c72645
+# %% ../nbs/10_ablations.ipynb #175275d6
 def backbone_copy(vit: VisionTransformer, size: int) -> VisionTransformer:
     "A trainable copy of `vit` for `size`-pixel inputs."
     new = copy.deepcopy(vit).train().requires_grad_(True)
@@ -148,7 +144,7 @@ def segmentation_scores(backbone: VisionTransformer, roots: dict[str, Path], pre
     for mode in scores: scores[mode]["avg"] = sum(scores[mode][n] for n in SEG_SETS) / len(SEG_SETS)
     return scores
 
-# %% ../nbs/10_ablations.ipynb #7840c6ad
+# %% ../nbs/10_ablations.ipynb #4845e2fe
 def run_ablation(ablation: Ablation, preset: Preset, seed: int, settings: Settings, teacher_layer: int | None = None,
                  infmix_sources: list[str] | None = None, s: float = 0.09, stage=_untimed) -> dict:
     "Teacher -> NMI layer choice -> InfMix -> distillation -> fine-tuning and linear probing: the metrics of one run."
