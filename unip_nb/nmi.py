@@ -7,7 +7,7 @@ __all__ = ['HYBRID_TARGET', 'PATTERN_BANDS', 'check_attention', 'attention_nmi',
            'layer_means', 'select_hybrid_layer', 'classify_pattern', 'sample_photos', 'folder_photos', 'photo_crops',
            'plot_layer_nmi']
 
-# %% ../nbs/02_nmi.ipynb #bf14d99b
+# %% ../nbs/02_nmi.ipynb #be07a3c6
 import math
 from collections.abc import Iterable
 from pathlib import Path
@@ -21,12 +21,12 @@ from torchvision import transforms
 from .attention import iter_attention_logits
 from .files import IMAGE_SUFFIXES, is_image_file, read_image
 
-# %% ../nbs/02_nmi.ipynb #4b5321ac
+# %% ../nbs/02_nmi.ipynb #183d6ce9
 def check_attention(attn: Tensor, atol: float = 1e-3) -> Tensor:
     "`attn` as float, checked to hold probabilities over its last axis (non-negative, rows sum to 1)."
     if attn.ndim < 2: raise ValueError(f"attention must be [..., Q, K], got shape {tuple(attn.shape)}")
     attn = attn.float()
-    if (attn < 0).any(): raise ValueError("attention has negative entries: pass probabilities (softmax of the logits), not logits")
+    if attn.min() < 0: raise ValueError("attention has negative entries: pass probabilities (softmax of the logits), not logits")
     err = (attn.sum(-1) - 1).abs().max().item()
     if err > atol: raise ValueError(f"attention rows must sum to 1 (largest deviation {err:.3g}): pass softmax probabilities")
     return attn
@@ -34,13 +34,13 @@ def check_attention(attn: Tensor, atol: float = 1e-3) -> Tensor:
 def attention_nmi(attn: Tensor, eps: float = 1e-12) -> Tensor:
     "NMI between query and key positions of attention probabilities `attn[..., Q, K]` with uniform p(q); shape `[...]`."
     attn = check_attention(attn)
-    pk = attn.mean(-2)                                            # p(k) = Σ_q p(q) p(k|q)
-    log_pk = torch.log(pk.clamp_min(eps)).unsqueeze(-2)
-    mi = (torch.xlogy(attn, attn) - attn * log_pk).sum(-1).mean(-1)  # Σ_q p(q) KL(p(k|q) || p(k))
-    hq, hk = math.log(attn.shape[-2]), -torch.xlogy(pk, pk).sum(-1)
-    return mi / torch.sqrt(hq * hk).clamp_min(eps)
+    pk = attn.mean(-2)                                                  # p(k) = Σ_q p(q) p(k|q)
+    hk = -torch.xlogy(pk, pk).sum(-1)                                   # H(K)
+    hk_given_q = -torch.xlogy(attn, attn).sum((-2, -1)) / attn.shape[-2]  # H(K|Q) with p(q) = 1/Q
+    mi = (hk - hk_given_q).clamp_min(0)                                 # I(Q;K) >= 0; the clamp removes rounding noise
+    return mi / torch.sqrt(math.log(attn.shape[-2]) * hk).clamp_min(eps)
 
-# %% ../nbs/02_nmi.ipynb #a70b633e
+# %% ../nbs/02_nmi.ipynb #5b648342
 def patch_attention(attn: Tensor, num_prefix_tokens: int) -> Tensor:
     "Attention among patch tokens only: prefix tokens dropped from both axes, rows renormalised."
     a = attn[..., num_prefix_tokens:, num_prefix_tokens:]
@@ -63,7 +63,7 @@ def layerwise_nmi(model, batches: Iterable, drop_cls: bool = True, progress: boo
     return pd.DataFrame([(l+1, h, nmi[l, h]) for l in range(nmi.shape[0]) for h in range(nmi.shape[1])],
                         columns=["layer", "head", "nmi"])
 
-# %% ../nbs/02_nmi.ipynb #3519adb4
+# %% ../nbs/02_nmi.ipynb #8fe9ee03
 HYBRID_TARGET = 0.09
 PATTERN_BANDS = (0.06, 0.12)  # this project's choice, from the paper's stable s range; not published cut-offs
 
@@ -85,7 +85,7 @@ def classify_pattern(nmi, bands: tuple = PATTERN_BANDS):
     labels = np.select([np.asarray(nmi) < lo, np.asarray(nmi) <= hi], ["global", "hybrid"], "local")
     return labels.item() if labels.ndim == 0 else labels
 
-# %% ../nbs/02_nmi.ipynb #4c631973
+# %% ../nbs/02_nmi.ipynb #74740cb6
 def sample_photos() -> list[Image.Image]:
     "The real photos that ship with scikit-learn (no download)."
     from sklearn.datasets import load_sample_images
@@ -108,7 +108,7 @@ def photo_crops(photos: list[Image.Image], n: int, size: int, seed: int = 0) -> 
         torch.manual_seed(seed)
         return torch.stack([tf(photos[i % len(photos)]) for i in range(n)])
 
-# %% ../nbs/02_nmi.ipynb #fb7af0ec
+# %% ../nbs/02_nmi.ipynb #3bad78a0
 def plot_layer_nmi(layer_nmi: pd.DataFrame, s: float = HYBRID_TARGET, bands: tuple = PATTERN_BANDS, title: str = "", ax=None):
     "Seaborn figure of NMI per layer (mean and per head) over the pattern bands, marking the selected layer."
     ax = ax or plt.subplots(figsize=(7, 3.5))[1]
