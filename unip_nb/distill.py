@@ -6,13 +6,12 @@
 __all__ = ['TARGETS', 'unip_student', 'AttentionStudent', 'FeatureStudent', 'had_loss', 'feature_loss', 'resolve_target',
            'teacher_tokens', 'TeacherTarget', 'pretrain_dataloaders', 'distill_learner', 'check_pair', 'distill']
 
-# %% ../nbs/08_distill.ipynb #1e241850
+# %% ../nbs/08_distill.ipynb #6ef6ea6a
 from contextlib import ExitStack
 from functools import partial
 import datasets, torch
 import torch.nn.functional as F
 from fastai.callback.core import Callback
-from fastai.callback.training import GradientAccumulation
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 from fastai.learner import Learner
@@ -23,9 +22,9 @@ from .config import PretrainRecipe
 from .infmix import infmix_torch
 from .nmi import select_hybrid_layer
 from .teacher import fix_sincos_pos_embed
-from .training import NaNGuard, adamw, group_lrs, official_lr, param_groups, warmup_cosine
+from .training import NaNGuard, accumulation, adamw, group_lrs, official_lr, param_groups, split_batch, warmup_cosine
 
-# %% ../nbs/08_distill.ipynb #61e08930
+# %% ../nbs/08_distill.ipynb #8593ed60
 def unip_student(arch: str | dict, img_size: int, last_heads: int, drop_path: float = 0.1) -> VisionTransformer:
     "A timm ViT whose last block has `last_heads` heads (timm's own `Block`), with fixed sin-cos position embedding."
     vit = create_vit(arch, img_size, drop_path_rate=drop_path)
@@ -36,7 +35,7 @@ def unip_student(arch: str | dict, img_size: int, last_heads: int, drop_path: fl
                            norm_layer=partial(nn.LayerNorm, eps=old.norm1.eps))
     return fix_sincos_pos_embed(vit)
 
-# %% ../nbs/08_distill.ipynb #f7808e22
+# %% ../nbs/08_distill.ipynb #c6664f78
 class AttentionStudent(nn.Module):
     "The student under HAD: its output is the attention logits `[B, H, N, N]` of its last block."
     def __init__(self, vit: VisionTransformer):
@@ -51,7 +50,7 @@ class FeatureStudent(nn.Module):
         self.vit, self.proj = vit, nn.Linear(vit.embed_dim, teacher_dim)
     def forward(self, x: Tensor) -> Tensor: return self.proj(self.vit.forward_features(x))
 
-# %% ../nbs/08_distill.ipynb #d5832509
+# %% ../nbs/08_distill.ipynb #8d796e7b
 def had_loss(student_logits: Tensor, teacher_logits: Tensor, loss_type: str = "KL") -> Tensor:
     "Hybrid-attention distillation loss over keys: summed over keys, averaged over batch, heads and queries."
     if student_logits.shape != teacher_logits.shape:
@@ -67,7 +66,7 @@ def feature_loss(student_features: Tensor, teacher_features: Tensor) -> Tensor:
     "Smooth-L1 between the projected student features and the layer-normalised teacher tokens."
     return F.smooth_l1_loss(student_features.float(), F.layer_norm(teacher_features.float(), teacher_features.shape[-1:]))
 
-# %% ../nbs/08_distill.ipynb #c6163a3b
+# %% ../nbs/08_distill.ipynb #4a2d1ffc
 TARGETS = ("hybrid", "last", "feature", "none")
 
 def resolve_target(target: str | int, teacher_depth: int, layer_nmi=None, s: float = 0.09) -> tuple[str, int] | None:
@@ -82,7 +81,7 @@ def resolve_target(target: str | int, teacher_depth: int, layer_nmi=None, s: flo
     if layer_nmi is None: raise ValueError(f"target {target!r} needs the teacher's layerwise NMI to choose the hybrid layer")
     return ("attention" if target == "hybrid" else "feature"), select_hybrid_layer(layer_nmi, s)
 
-# %% ../nbs/08_distill.ipynb #67535cb7
+# %% ../nbs/08_distill.ipynb #de5b8333
 def teacher_tokens(teacher: VisionTransformer, x: Tensor, layer: int) -> Tensor:
     "Output tokens `[B, N, C]` of teacher block `layer` (1-based), running blocks 1..layer only."
     return teacher.blocks[:layer](vit_tokens(teacher, x))
@@ -99,7 +98,7 @@ class TeacherTarget(Callback):
             t = attention_logits(self.teacher, x, self.layer) if self.kind == "attention" else teacher_tokens(self.teacher, x, self.layer)
         self.learn.yb = (t,)
 
-# %% ../nbs/08_distill.ipynb #78a98888
+# %% ../nbs/08_distill.ipynb #3440b0df
 class _Images(torch.utils.data.Dataset):
     "The InfMix torch view as `(image,)` tuples for fastai."
     def __init__(self, view: datasets.Dataset): self.view = view
@@ -118,11 +117,11 @@ def distill_learner(student: nn.Module, teacher: VisionTransformer, dls: DataLoa
     groups = param_groups(student, recipe.weight_decay)
     lr = official_lr(recipe.blr, recipe.batch_size)
     cbs = [TeacherTarget(teacher, layer, kind), NaNGuard(), warmup_cosine(group_lrs(groups, lr), recipe.warmup_epochs / recipe.epochs)]
-    if recipe.accum > 1: cbs.append(GradientAccumulation(recipe.batch_size))
+    cbs += accumulation(recipe)
     return Learner(dls, student, loss_func=had_loss if kind == "attention" else feature_loss, opt_func=adamw(recipe.betas),
                    splitter=lambda m: param_groups(m, recipe.weight_decay), cbs=cbs)
 
-# %% ../nbs/08_distill.ipynb #4921e531
+# %% ../nbs/08_distill.ipynb #de17d7b0
 def check_pair(teacher: VisionTransformer, student: VisionTransformer) -> None:
     "Refuse a teacher and student whose distilled logits cannot match: head count of the last block, token count."
     th, sh = teacher.blocks[0].attn.num_heads, student.blocks[-1].attn.num_heads
@@ -135,7 +134,7 @@ def distill(student: VisionTransformer, teacher: VisionTransformer, ds: datasets
     "Distil `teacher` layer `layer` into `student` on InfMix `ds`; return the student and its loss per epoch."
     check_pair(teacher, student)
     module = AttentionStudent(student) if kind == "attention" else FeatureStudent(student, teacher.embed_dim)
-    dls = pretrain_dataloaders(ds, size, recipe.batch_size // recipe.accum, seed)
+    dls = pretrain_dataloaders(ds, size, split_batch(recipe), seed)
     learn = distill_learner(module, teacher, dls, recipe, kind, layer)
     with ExitStack() as quiet:
         if not progress: quiet.enter_context(learn.no_bar()); quiet.enter_context(learn.no_logging())

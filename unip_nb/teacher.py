@@ -7,17 +7,16 @@ __all__ = ['CHECKPOINT_FORMATS', 'STRIP_PREFIXES', 'TEACHER_VERSION', 'MASK_RATI
            'read_checkpoint', 'CheckpointFormat', 'checkpoint_format', 'strip_prefixes', 'extract_state_dict',
            'LoadReport', 'load_vit_checkpoint', 'load_teacher', 'sincos_pos_embed', 'fix_sincos_pos_embed',
            'random_masking', 'MAE', 'mae_transform', 'mae_dataloaders', 'mae_decoder_args', 'mae_learner', 'fit_mae',
-           'mae_probe_loss', 'split_batch', 'teacher_config', 'teacher_key', 'init_mae', 'pretrain_teacher',
-           'teacher_record', 'teacher_for']
+           'mae_probe_loss', 'teacher_config', 'teacher_key', 'init_mae', 'pretrain_teacher', 'teacher_record',
+           'teacher_for']
 
-# %% ../nbs/07_teacher.ipynb #2558be9d
+# %% ../nbs/07_teacher.ipynb #bda4dfc4
 import argparse, json, math, pickle, time, warnings
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 import torch
-from fastai.callback.training import GradientAccumulation
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 from fastai.learner import Learner
@@ -33,9 +32,9 @@ from .config import Preset, PretrainRecipe, Settings
 from .files import atomic_torch_save, atomic_write_text, stable_hash
 from .infmix import InfMixSpec, build_infmix, load_image
 from .synthetic import sizes_key, generate_embedded
-from .training import NaNGuard, adamw, group_lrs, official_lr, param_groups, warmup_cosine
+from .training import NaNGuard, accumulation, adamw, group_lrs, official_lr, param_groups, split_batch, warmup_cosine
 
-# %% ../nbs/07_teacher.ipynb #17273f2e
+# %% ../nbs/07_teacher.ipynb #473d52d9
 def read_checkpoint(path: Path) -> dict:
     "The object saved in the local file `path`, read on the CPU with `weights_only=True`; errors name the file."
     path = Path(path)
@@ -48,7 +47,7 @@ def read_checkpoint(path: Path) -> dict:
     if not isinstance(obj, dict): raise ValueError(f"{path} holds a {type(obj).__name__}, not a dict of weights")
     return obj
 
-# %% ../nbs/07_teacher.ipynb #92e84ecc
+# %% ../nbs/07_teacher.ipynb #bb3ec244
 @dataclass(frozen=True)
 class CheckpointFormat:
     "Where a format keeps its state dict (`None`: the file is one) and which key prefixes are not the backbone."
@@ -85,7 +84,7 @@ def extract_state_dict(obj: dict, source: str = "auto", name: str = "checkpoint"
     places = ", ".join("the file itself" if c is None else repr(c) for c in fmt.containers)
     raise ValueError(f"{name}: no state dict in {places} for source {source!r}; the file holds {sorted(obj)[:8]}")
 
-# %% ../nbs/07_teacher.ipynb #18205f74
+# %% ../nbs/07_teacher.ipynb #2fae9c05
 @dataclass(frozen=True)
 class LoadReport:
     "What `load_vit_checkpoint` did with a file: keys missing from it, unexpected in it, dropped as known extras, resampled."
@@ -126,7 +125,7 @@ def load_vit_checkpoint(model: VisionTransformer, path: Path, source: str = "aut
     res = model.load_state_dict(matched, strict=False)
     return LoadReport(str(path), tuple(res.missing_keys), tuple(sorted(set(sd) - set(target))), tuple(ignored), tuple(resized))
 
-# %% ../nbs/07_teacher.ipynb #687fdd44
+# %% ../nbs/07_teacher.ipynb #d5711402
 def load_teacher(arch: str | dict, img_size: int, path: Path, source: str = "auto", **kwargs) -> VisionTransformer:
     "`create_vit(arch, img_size)` with the checkpoint `path` loaded; an error if the file leaves any model weight missing."
     model = create_vit(arch, img_size, **kwargs)
@@ -135,7 +134,7 @@ def load_teacher(arch: str | dict, img_size: int, path: Path, source: str = "aut
                                         + (" (an average-pooled checkpoint: pass global_pool='avg')" if "norm.weight" in report.missing else ""))
     return model.eval()
 
-# %% ../nbs/07_teacher.ipynb #e2476e67
+# %% ../nbs/07_teacher.ipynb #596942a2
 def sincos_pos_embed(grid: tuple, dim: int, prefix: int = 1) -> Tensor:
     "Fixed 2-D sin-cos position embedding `[1, prefix + H*W, dim]` for a `grid` of patches, zeros at the prefix positions."
     return torch.cat([torch.zeros(prefix, dim), build_sincos2d_pos_embed(list(grid), dim)])[None]
@@ -164,7 +163,7 @@ def _mae_init(m: nn.Module):
         if m.bias is not None: nn.init.zeros_(m.bias)
     elif isinstance(m, nn.LayerNorm): nn.init.ones_(m.weight); nn.init.zeros_(m.bias)
 
-# %% ../nbs/07_teacher.ipynb #b711da48
+# %% ../nbs/07_teacher.ipynb #b277c32f
 class MAE(nn.Module):
     "Masked autoencoder around a timm ViT `encoder`: `forward` gives (pixel predictions, mask), `loss` the masked MSE."
     def __init__(self, encoder: VisionTransformer, decoder_dim: int = 512, decoder_depth: int = 8, decoder_heads: int = 16,
@@ -222,7 +221,7 @@ class MAE(nn.Module):
         if self.norm_pix_loss: target = (target - target.mean(-1, keepdim=True)) / (target.var(-1, keepdim=True) + 1e-6) ** 0.5
         return (((pred - target) ** 2).mean(-1) * mask).sum() / mask.sum()
 
-# %% ../nbs/07_teacher.ipynb #a0eb5a61
+# %% ../nbs/07_teacher.ipynb #eaefb0e1
 def mae_transform(size: int) -> transforms.Compose:
     "facebookresearch/mae's pre-training transform at `size` pixels."
     return transforms.Compose([transforms.RandomResizedCrop(size, scale=(0.2, 1.0), interpolation=InterpolationMode.BICUBIC),
@@ -244,10 +243,10 @@ def mae_decoder_args(embed_dim: int) -> dict:
     dim = max(32, 32 * round(embed_dim * 2 / 3 / 32))
     return dict(decoder_dim=dim, decoder_depth=4, decoder_heads=dim // 32)
 
-# %% ../nbs/07_teacher.ipynb #17f25983
+# %% ../nbs/07_teacher.ipynb #5b16cb8a
 def mae_learner(mae: MAE, dls: DataLoaders, recipe: PretrainRecipe) -> Learner:
     "A fastai `Learner` training `mae` with the official optimiser of `recipe` (the schedule comes with `fit_mae`)."
-    cbs = [NaNGuard()] + ([GradientAccumulation(recipe.batch_size)] if recipe.accum > 1 else [])
+    cbs = [NaNGuard(), *accumulation(recipe)]
     learn = Learner(dls, mae, loss_func=mae.loss, opt_func=adamw(recipe.betas), splitter=partial(param_groups, weight_decay=recipe.weight_decay), cbs=cbs)
     learn.recorder.valid_metrics = False
     return learn
@@ -272,12 +271,7 @@ def mae_probe_loss(mae: MAE, imgs: Tensor, seed: int = 0) -> float:
     mae.train(was_training)
     return loss
 
-def split_batch(recipe: PretrainRecipe) -> int:
-    "Images per forward pass: the effective batch over the accumulation steps, or an error when it does not divide."
-    if recipe.batch_size % recipe.accum: raise ValueError(f"batch_size {recipe.batch_size} is not divisible by accum {recipe.accum}")
-    return recipe.batch_size // recipe.accum
-
-# %% ../nbs/07_teacher.ipynb #af55bf2c
+# %% ../nbs/07_teacher.ipynb #b167f1de
 TEACHER_VERSION = 1  # bump when a change to this notebook changes the trained weights
 MASK_RATIO, NORM_PIX_LOSS, PROBE_IMAGES = 0.75, True, 16
 
@@ -295,7 +289,7 @@ def teacher_key(preset: Preset) -> str:
     "Short hash of `teacher_config(preset)`, naming the cached teacher."
     return stable_hash(teacher_config(preset))
 
-# %% ../nbs/07_teacher.ipynb #94b66545
+# %% ../nbs/07_teacher.ipynb #beb735dc
 def init_mae(preset: Preset) -> MAE:
     "The MAE of `preset`'s teacher at step 0: seeds every generator with the data seed, then builds and initialises it."
     cfg = teacher_config(preset)
@@ -329,7 +323,7 @@ def teacher_record(path: Path) -> dict:
     if not rec.is_file(): raise FileNotFoundError(f"no record {rec} next to the teacher {path}")
     return json.loads(rec.read_text())
 
-# %% ../nbs/07_teacher.ipynb #46ecd3ad
+# %% ../nbs/07_teacher.ipynb #7bc6740f
 def teacher_for(preset: Preset, settings: Settings, progress: bool = True) -> VisionTransformer:
     "The teacher of `preset`: its cached MAE teacher when it has an MAE recipe, else `settings.ini`'s `teacher_checkpoint`."
     path = (settings.path("teacher_checkpoint") if preset.teacher_pretrain is None

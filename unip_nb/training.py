@@ -4,18 +4,20 @@
 
 # %% auto #0
 __all__ = ['NO_DECAY_NAMES', 'layer_id', 'param_groups', 'adamw', 'group_lrs', 'official_lr', 'warmup_cosine', 'warmup_poly',
-           'epochs_for', 'NaNGuard']
+           'epochs_for', 'split_batch', 'accumulation', 'NaNGuard']
 
-# %% ../nbs/06_training.ipynb #5369dba4
+# %% ../nbs/06_training.ipynb #424d98fb
 import math
 from functools import partial
 import numpy as np, torch
 from fastai.callback.core import Callback
+from fastai.callback.training import GradientAccumulation
 from fastai.callback.schedule import ParamScheduler, SchedCos, SchedLin, SchedPoly, combine_scheds
 from fastai.optimizer import OptimWrapper
 from torch import nn
+from .config import PretrainRecipe
 
-# %% ../nbs/06_training.ipynb #00d63d17
+# %% ../nbs/06_training.ipynb #f875c961
 NO_DECAY_NAMES = ("pos_embed", "cls_token", "reg_token", "mask_token")
 
 def layer_id(name: str, num_layers: int) -> int:
@@ -41,7 +43,7 @@ def param_groups(model: nn.Module, weight_decay: float, layer_decay: float | Non
     if not groups: raise ValueError(f"{type(model).__name__} has no trainable parameters")
     return [groups[k] for k in sorted(groups)]
 
-# %% ../nbs/06_training.ipynb #fa4c18d6
+# %% ../nbs/06_training.ipynb #8be7c8b6
 def adamw(betas: tuple = (0.9, 0.999)):
     "fastai `opt_func` for torch's AdamW over explicit parameter groups (their weight decay is kept)."
     return partial(OptimWrapper, opt=partial(torch.optim.AdamW, betas=betas))
@@ -62,13 +64,23 @@ def warmup_poly(lrs: np.ndarray, warmup_pct: float, power: float = 1.0) -> Param
     "Linear warm-up, then polynomial decay to 0 with `power` (mmseg's poly policy, UNIP fine-tuning)."
     return ParamScheduler({"lr": combine_scheds([warmup_pct, 1 - warmup_pct], [SchedLin(0 * lrs, lrs), SchedPoly(lrs, 0 * lrs, power)])})
 
-# %% ../nbs/06_training.ipynb #c563f1d4
+# %% ../nbs/06_training.ipynb #5d6c4d8c
 def epochs_for(iterations: int, batches_per_epoch: int) -> int:
     "Whole epochs covering at least `iterations` optimiser steps."
     if batches_per_epoch < 1: raise ValueError("the training DataLoader yields no batch: fewer images than the batch size?")
     return max(1, math.ceil(iterations / batches_per_epoch))
 
-# %% ../nbs/06_training.ipynb #61c0f438
+# %% ../nbs/06_training.ipynb #44d673b9
+def split_batch(recipe: PretrainRecipe) -> int:
+    "Images per forward pass: the effective batch over the accumulation steps, or an error when it does not divide."
+    if recipe.batch_size % recipe.accum: raise ValueError(f"batch_size {recipe.batch_size} is not divisible by accum {recipe.accum}")
+    return recipe.batch_size // recipe.accum
+
+def accumulation(recipe: PretrainRecipe) -> list[Callback]:
+    "fastai's `GradientAccumulation` over the recipe's effective batch when it accumulates, else nothing."
+    return [GradientAccumulation(recipe.batch_size)] if recipe.accum > 1 else []
+
+# %% ../nbs/06_training.ipynb #4996394c
 class NaNGuard(Callback):
     "Stop training with an error as soon as the loss is not finite."
     order = -5
