@@ -184,7 +184,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'unip_nb.study.prepare_shared_stages': ('study.html#prepare_shared_stages', 'unip_nb/study.py'),
                                'unip_nb.study.read_record': ('study.html#read_record', 'unip_nb/study.py'),
                                'unip_nb.study.render_html': ('study.html#render_html', 'unip_nb/study.py'),
-                               'unip_nb.study.reusable': ('study.html#reusable', 'unip_nb/study.py'),
+                               'unip_nb.study.reusable_record': ('study.html#reusable_record', 'unip_nb/study.py'),
                                'unip_nb.study.run_html': ('study.html#run_html', 'unip_nb/study.py'),
                                'unip_nb.study.run_study': ('study.html#run_study', 'unip_nb/study.py'),
                                'unip_nb.study.study_registry': ('study.html#study_registry', 'unip_nb/study.py'),

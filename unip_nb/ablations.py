@@ -7,7 +7,7 @@ __all__ = ['SEG_SETS', 'STUDENT_VERSION', 'Ablation', 'ablation_registry', 'get_
            'infmix_spec', 'teacher_id', 'teacher_layer_nmi', 'distilled_student', 'backbone_copy',
            'segmentation_scores', 'run_ablation']
 
-# %% ../nbs/10_ablations.ipynb #b091155e
+# %% ../nbs/10_ablations.ipynb #59aac257
 import copy, json
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
@@ -19,13 +19,13 @@ from .config import Preset, Settings
 from .distill import distill, resolve_target, unip_student
 from .files import atomic_torch_save, atomic_write_text, stable_hash
 from .infmix import InfMixSpec, build_infmix, infmix_variants
-from .nmi import folder_photos, layerwise_nmi, photo_crops
+from .nmi import folder_photos, layer_means, layerwise_nmi, photo_crops, select_hybrid_layer
 from .segdata import get_seg_spec, seg_dataloaders
 from .segment import LinearProbe, evaluate, spread_layers, train_segmenter, upernet
 from .synthetic import generate_embedded
 from .teacher import teacher_for, teacher_key
 
-# %% ../nbs/10_ablations.ipynb #49fdd3fd
+# %% ../nbs/10_ablations.ipynb #8ff1a0f0
 @dataclass(frozen=True)
 class Ablation:
     "One row of the study: a configuration change against full UNIP."
@@ -55,14 +55,14 @@ def get_ablation(registry: dict[str, Ablation], name: str) -> Ablation:
     if name not in registry: raise KeyError(f"unknown ablation {name!r}; registered: {', '.join(registry)}")
     return registry[name]
 
-# %% ../nbs/10_ablations.ipynb #8b86065e
+# %% ../nbs/10_ablations.ipynb #a9de995b
 def run_config(ablation: Ablation, preset: Preset, seed: int, teacher_layer: int | None = None,
                infmix_sources: list[str] | None = None, s: float = 0.09) -> dict:
     "Everything that determines a run's result, as JSON-able data."
     return json.loads(json.dumps(dict(ablation=asdict(ablation), preset=asdict(preset), seed=seed, teacher_layer=teacher_layer,
                                       infmix_sources=infmix_sources, s=s), default=str))
 
-# %% ../nbs/10_ablations.ipynb #2398bdf1
+# %% ../nbs/10_ablations.ipynb #1b8df6b0
 SEG_SETS = ("soda", "mfnet", "scutseg")
 
 def study_roots(preset: Preset, settings: Settings, progress: bool = False) -> dict[str, Path]:
@@ -82,7 +82,7 @@ def infmix_spec(roots: dict[str, Path], variant: str = "full", sources: list[str
     if bad: raise ValueError(f"infmix_sources may name infpre, in1k and coco, not {sorted(bad)}")
     return replace(spec, **{s: None for s in ("infpre", "in1k", "coco") if s not in sources})
 
-# %% ../nbs/10_ablations.ipynb #ffe1a5c1
+# %% ../nbs/10_ablations.ipynb #833a2fc7
 STUDENT_VERSION = 1  # bump when the distillation code changes the weights it produces
 
 def teacher_id(preset: Preset, settings: Settings) -> str:
@@ -96,7 +96,7 @@ def _untimed(name: str):
     "Stage timer that does nothing (for calls made outside a run record)."
     yield
 
-# %% ../nbs/10_ablations.ipynb #58c22bbd
+# %% ../nbs/10_ablations.ipynb #573fc9b8
 def teacher_layer_nmi(teacher: VisionTransformer, photos_dir: Path, preset: Preset) -> pd.DataFrame:
     "Layerwise NMI of the teacher on `preset.nmi_images` natural images (the layer rule's input)."
     imgs = photo_crops(folder_photos(photos_dir, preset.nmi_images), preset.nmi_images, preset.img_size, seed=preset.data_seed)
@@ -121,7 +121,7 @@ def distilled_student(teacher: VisionTransformer, target: tuple | None, mix: Inf
     atomic_torch_save(student.state_dict(), path)
     return student, dict(info, cached=False)
 
-# %% ../nbs/10_ablations.ipynb #175275d6
+# %% ../nbs/10_ablations.ipynb #8a3e5894
 def backbone_copy(vit: VisionTransformer, size: int) -> VisionTransformer:
     "A trainable copy of `vit` for `size`-pixel inputs."
     new = copy.deepcopy(vit).train().requires_grad_(True)
@@ -144,14 +144,14 @@ def segmentation_scores(backbone: VisionTransformer, roots: dict[str, Path], pre
     for mode in scores: scores[mode]["avg"] = sum(scores[mode][n] for n in SEG_SETS) / len(SEG_SETS)
     return scores
 
-# %% ../nbs/10_ablations.ipynb #4845e2fe
+# %% ../nbs/10_ablations.ipynb #86a86a0f
 def run_ablation(ablation: Ablation, preset: Preset, seed: int, settings: Settings, teacher_layer: int | None = None,
                  infmix_sources: list[str] | None = None, s: float = 0.09, stage=_untimed) -> dict:
     "Teacher -> NMI layer choice -> InfMix -> distillation -> fine-tuning and linear probing: the metrics of one run."
     with stage("data"): roots = study_roots(preset, settings)
     with stage("teacher"): teacher = teacher_for(preset, settings, progress=False)
     with stage("teacher_nmi"): nmi = teacher_layer_nmi(teacher, roots["in1k"], preset)
-    means = nmi.groupby("layer")["nmi"].mean()
+    means = layer_means(nmi)
     target = ablation.target if teacher_layer is None or ablation.target == "none" else teacher_layer
     resolved = resolve_target(target, len(teacher.blocks), nmi, s)
     mix = infmix_spec(roots, ablation.infmix, infmix_sources)
@@ -159,9 +159,10 @@ def run_ablation(ablation: Ablation, preset: Preset, seed: int, settings: Settin
     else:
         with stage("distill"): backbone, made = distilled_student(teacher, resolved, mix, preset, seed, settings.cache_dir, teacher_id(preset, settings))
     scores = segmentation_scores(backbone, roots, preset, seed, stage)
-    pretrained = ablation.backbone == "student" and resolved is not None
-    counts = pd.Series(build_infmix(mix, check=False, progress=False)["source"]).value_counts() if pretrained else None
-    return dict(scores, teacher_nmi={int(k): float(v) for k, v in means.items()}, target=resolved and list(resolved),
-                infmix=pretrained and {src: int(counts.get(src, 0)) for src in ("infpre", "in1k", "coco")} | {"gray": mix.gray} or None,
-                hybrid_layer=resolve_target("hybrid", len(teacher.blocks), nmi, s)[1], student_cached=made["cached"],
+    composition = None  # the InfMix a run distilled on; runs without distillation use none
+    if ablation.backbone == "student" and resolved is not None:
+        counts = pd.Series(build_infmix(mix, check=False, progress=False)["source"]).value_counts()
+        composition = {src: int(counts.get(src, 0)) for src in ("infpre", "in1k", "coco")} | {"gray": mix.gray}
+    return dict(scores, teacher_nmi={int(k): float(v) for k, v in means.items()}, target=resolved and list(resolved), infmix=composition,
+                hybrid_layer=select_hybrid_layer(nmi, s), student_cached=made["cached"],
                 distill_losses=made.get("losses", []))

@@ -5,9 +5,9 @@
 # %% auto #0
 __all__ = ['LIBRARIES', 'PAPER_PATHS', 'KERNEL', 'git_commit', 'library_versions', 'RunRecorder', 'read_record', 'check_ready',
            'template_path', 'render_html', 'execute_notebook', 'run_html', 'execute_run', 'study_registry',
-           'prepare_shared_stages', 'reusable', 'run_study', 'main']
+           'prepare_shared_stages', 'reusable_record', 'run_study', 'main']
 
-# %% ../nbs/11_study.ipynb #3154101a
+# %% ../nbs/11_study.ipynb #6294791d
 import argparse, json, os, platform, subprocess, sys, time, warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,7 +23,7 @@ from .infmix import infpre_subsets
 from .teacher import teacher_for
 from .files import atomic_write_text
 
-# %% ../nbs/11_study.ipynb #48303821
+# %% ../nbs/11_study.ipynb #6bb53f20
 def git_commit(repo: Path | None = None) -> dict:
     "The git commit of `repo` (default: this package's checkout) and whether its tracked files differ from it."
     repo = Path(repo or Path(unip_nb.__file__).resolve().parent)
@@ -39,7 +39,7 @@ def library_versions() -> dict:
     "Versions of Python and the libraries that shape a result."
     return {"python": platform.python_version(), **{n: version(n) for n in LIBRARIES}}
 
-# %% ../nbs/11_study.ipynb #c380332b
+# %% ../nbs/11_study.ipynb #eeaa1803
 @dataclass
 class RunRecorder:
     "Collects the provenance, stage wall times and metrics of one run; `save` writes them as JSON atomically."
@@ -72,7 +72,7 @@ def read_record(path: Path) -> dict:
     if rec.get("status") != "complete": raise ValueError(f"run record {path} has status {rec.get('status')!r}, not 'complete'")
     return rec
 
-# %% ../nbs/11_study.ipynb #df1a3a31
+# %% ../nbs/11_study.ipynb #15520aae
 PAPER_PATHS = ("imagenet", "teacher_checkpoint")
 
 def check_ready(preset: Preset, settings: Settings) -> None:
@@ -85,7 +85,7 @@ def check_ready(preset: Preset, settings: Settings) -> None:
     if not torch.cuda.is_available(): problems.append("no CUDA GPU is visible (torch.cuda.is_available() is False)")
     if problems: raise RuntimeError(f"preset {preset.name!r} cannot run here:\n  - " + "\n  - ".join(problems))
 
-# %% ../nbs/11_study.ipynb #6c3fd9ae
+# %% ../nbs/11_study.ipynb #b2b0a2d5
 KERNEL = "unip-nb"
 
 def template_path(settings: Settings, name: str) -> Path:
@@ -123,7 +123,7 @@ def execute_run(template: Path, out_dir: Path, parameters: dict) -> dict:
     atomic_write_text(record, json.dumps(failure, indent=2))
     return failure
 
-# %% ../nbs/11_study.ipynb #2fb3b1cd
+# %% ../nbs/11_study.ipynb #9e733413
 def study_registry(preset: Preset, settings: Settings) -> dict[str, Ablation]:
     "The ablations of `preset`: one `infmix_without_<sub-dataset>` per InfPre sub-dataset found."
     return ablation_registry(infpre_subsets(study_roots(preset, settings)["infpre"]))
@@ -133,12 +133,13 @@ def prepare_shared_stages(preset: Preset, settings: Settings) -> None:
     study_roots(preset, settings, progress=True)
     teacher_for(preset, settings, progress=True)
 
-def reusable(record_file: Path, config: dict) -> bool:
-    "Whether `record_file` is a complete record of a run with exactly `config`."
-    try: return read_record(record_file)["config"] == config
-    except (FileNotFoundError, ValueError, KeyError): return False
+def reusable_record(record_file: Path, config: dict) -> dict | None:
+    "The complete record in `record_file` when it is of a run with exactly `config`, else None."
+    try: rec = read_record(record_file)
+    except (FileNotFoundError, ValueError): return None
+    return rec if rec.get("config") == config else None
 
-# %% ../nbs/11_study.ipynb #784f411a
+# %% ../nbs/11_study.ipynb #7e05b160
 def run_study(preset: str, ablations: list[str] | None = None, seeds: list[int] | None = None, settings: Settings | None = None,
               jobs: int = 1, force: bool = False) -> dict:
     "Run every (ablation, seed) of `preset` and the summary; return `{run name: record or failure}`."
@@ -149,8 +150,8 @@ def run_study(preset: str, ablations: list[str] | None = None, seeds: list[int] 
     prepare_shared_stages(p, settings)
     template, out = template_path(settings, "ablation"), settings.reports_dir/preset
     runs = {f"{a.name}-s{s}": (a, s) for a in chosen for s in (seeds if seeds is not None else p.seeds)}
-    results = {n: read_record(out/n/"record.json") for n, (a, s) in runs.items()
-               if not force and reusable(out/n/"record.json", run_config(a, p, s))}
+    found = {n: None if force else reusable_record(out/n/"record.json", run_config(a, p, s)) for n, (a, s) in runs.items()}
+    results = {n: rec for n, rec in found.items() if rec is not None}
     todo = [n for n in runs if n not in results]
     threads = max(1, (os.cpu_count() or 1) // jobs)
     params = lambda n: dict(ablation=runs[n][0].name, preset=preset, seed=runs[n][1], settings_file=str(settings.file), torch_threads=threads)
@@ -161,7 +162,7 @@ def run_study(preset: str, ablations: list[str] | None = None, seeds: list[int] 
     results["summary"] = dict(status="complete") if summary is None else dict(status="failed", error=summary, notebook=str(out/"index.ipynb"))
     return {n: results[n] for n in [*runs, "summary"]}
 
-# %% ../nbs/11_study.ipynb #999cd30f
+# %% ../nbs/11_study.ipynb #b321ffb9
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="unip-nb", description="Reproducible study of UNIP and its ablations.")
     sub = ap.add_subparsers(dest="command", required=True)
