@@ -7,8 +7,8 @@ __all__ = ['TARGETS', 'unip_student', 'AttentionStudent', 'FeatureStudent', 'had
            'teacher_tokens', 'TeacherTarget', 'pretrain_dataloaders', 'distill_learner', 'check_pair', 'distill']
 
 # %% ../nbs/08_distill.ipynb #6ef6ea6a
-from contextlib import ExitStack
 from functools import partial
+from pathlib import Path
 import datasets, torch
 import torch.nn.functional as F
 from fastai.callback.core import Callback
@@ -19,10 +19,11 @@ from timm.models.vision_transformer import Block, VisionTransformer
 from torch import Tensor, nn
 from .attention import attention_logits, create_vit, vit_tokens
 from .config import PretrainRecipe
+from .distributed import sharded
 from .infmix import infmix_torch
 from .nmi import select_hybrid_layer
 from .teacher import fix_sincos_pos_embed
-from .training import NaNGuard, accumulation, adamw, group_lrs, official_lr, param_groups, split_batch, warmup_cosine
+from .training import NaNGuard, accumulation, adamw, fit_resumable, group_lrs, official_lr, param_groups, split_batch, warmup_cosine
 
 # %% ../nbs/08_distill.ipynb #8593ed60
 def unip_student(arch: str | dict, img_size: int, last_heads: int, drop_path: float = 0.1) -> VisionTransformer:
@@ -109,7 +110,8 @@ def pretrain_dataloaders(ds: datasets.Dataset, size: int, batch_size: int, seed:
     "Shuffled, augmented InfMix batches for pre-training (and an empty validation loader)."
     if len(ds) < batch_size: raise ValueError(f"InfMix has {len(ds)} images, fewer than one batch of {batch_size}")
     train = DataLoader(_Images(infmix_torch(ds, size)), bs=batch_size, shuffle=True, drop_last=True, num_workers=num_workers)
-    train.rng.seed(seed)
+    train.rng.seed(seed)  # alike on every rank under torchrun
+    train = sharded(train)
     return DataLoaders(train, DataLoader([], bs=batch_size), device="cpu")
 
 def distill_learner(student: nn.Module, teacher: VisionTransformer, dls: DataLoaders, recipe: PretrainRecipe, kind: str, layer: int) -> Learner:
@@ -129,14 +131,12 @@ def check_pair(teacher: VisionTransformer, student: VisionTransformer) -> None:
     tn, sn = teacher.patch_embed.num_patches + teacher.num_prefix_tokens, student.patch_embed.num_patches + student.num_prefix_tokens
     if tn != sn: raise ValueError(f"teacher sees {tn} tokens and the student {sn}: use the same patch size, resolution and prefix tokens")
 
-def distill(student: VisionTransformer, teacher: VisionTransformer, ds: datasets.Dataset, recipe: PretrainRecipe,
-            kind: str, layer: int, size: int, seed: int = 0, progress: bool = False) -> tuple[VisionTransformer, list]:
-    "Distil `teacher` layer `layer` into `student` on InfMix `ds`; return the student and its loss per epoch."
+def distill(student: VisionTransformer, teacher: VisionTransformer, ds: datasets.Dataset, recipe: PretrainRecipe, kind: str, layer: int,
+            size: int, seed: int = 0, progress: bool = False, checkpoint: Path | None = None, amp: str | None = None,
+            compile: bool = False) -> tuple[VisionTransformer, dict]:
+    "Distil `teacher` layer `layer` into `student` on InfMix `ds` (see `fit_resumable` for the options); the student, its loss per epoch and the epoch resumed at."
     check_pair(teacher, student)
     module = AttentionStudent(student) if kind == "attention" else FeatureStudent(student, teacher.embed_dim)
     dls = pretrain_dataloaders(ds, size, split_batch(recipe), seed)
-    learn = distill_learner(module, teacher, dls, recipe, kind, layer)
-    with ExitStack() as quiet:
-        if not progress: quiet.enter_context(learn.no_bar()); quiet.enter_context(learn.no_logging())
-        learn.fit(recipe.epochs)
-    return student.eval(), [float(v[0]) for v in learn.recorder.values]
+    fit = fit_resumable(distill_learner(module, teacher, dls, recipe, kind, layer), recipe.epochs, checkpoint, "distill", progress, amp=amp, compile=compile)
+    return student.eval(), fit

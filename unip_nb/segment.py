@@ -11,6 +11,7 @@ __all__ = ['vit_features', 'spread_layers', 'LLFPN', 'conv_module', 'resize', 'U
 # %% ../nbs/09_segment.ipynb #8d765cee
 from collections.abc import Sequence
 from functools import partial
+from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np, torch
 import torch.nn.functional as F
@@ -23,7 +24,7 @@ from torch import Tensor, nn
 from .attention import attention_maps, check_layers, vit_tokens
 from .config import SegRecipe
 from .segdata import IGNORE_INDEX, SegDataset
-from .training import NaNGuard, adamw, epochs_for, group_lrs, param_groups, warmup_poly
+from .training import NaNGuard, adamw, epochs_for, fit_resumable, group_lrs, param_groups, warmup_poly
 
 # %% ../nbs/09_segment.ipynb #bdb31e19
 def vit_features(backbone: VisionTransformer, x: Tensor, layers: Sequence[int]) -> list[Tensor]:
@@ -239,14 +240,12 @@ def probe_learner(probe: LinearProbe, dls: DataLoaders, recipe: SegRecipe, datas
     "Linear-probing Learner for `probe` (its head only, one lr) and its epochs for `dataset`."
     return _seg_learner(probe, dls, recipe, dataset, param_groups(probe, recipe.weight_decay))
 
-def train_segmenter(model: nn.Module, dls: DataLoaders, recipe: SegRecipe, dataset: str, layer_decay: bool, quiet: bool = True) -> dict:
-    "Fine-tune (`layer_decay`) or linear-probe `model` for the recipe's iterations; iterations run and training loss per epoch."
+def train_segmenter(model: nn.Module, dls: DataLoaders, recipe: SegRecipe, dataset: str, layer_decay: bool, quiet: bool = True,
+                    checkpoint: Path | None = None, amp: str | None = None, compile: bool = False) -> dict:
+    "Fine-tune (`layer_decay`) or linear-probe `model` for the recipe's iterations (see `fit_resumable` for the options); what was run and the loss per epoch."
     learn, epochs = (finetune_learner if layer_decay else probe_learner)(model, dls, recipe, dataset)
-    if quiet:
-        with learn.no_bar(), learn.no_logging(): learn.fit(epochs)
-    else: learn.fit(epochs)
-    losses = [float(v[0]) for v in learn.recorder.values]
-    return dict(epochs=epochs, iterations=epochs * len(dls.train), train_loss=losses[-1], epoch_losses=losses)
+    fit = fit_resumable(learn, epochs, checkpoint, f"{'ft' if layer_decay else 'lp'}_{dataset}", progress=not quiet, amp=amp, compile=compile)
+    return dict(epochs=epochs, iterations=epochs * len(dls.train), train_loss=fit["losses"][-1], epoch_losses=fit["losses"], resumed_from=fit["resumed_from"])
 
 # %% ../nbs/09_segment.ipynb #2b4bf357
 def _show_mask(ax, mask: np.ndarray, num_classes: int, title: str):

@@ -5,23 +5,24 @@
 # %% auto #0
 __all__ = ['LIBRARIES', 'PAPER_PATHS', 'KERNEL', 'git_commit', 'library_versions', 'RunRecorder', 'read_record', 'check_ready',
            'template_path', 'render_html', 'execute_notebook', 'run_html', 'execute_run', 'study_registry',
-           'prepare_shared_stages', 'reusable_record', 'run_study', 'main']
+           'prepare_shared_stages', 'reusable_record', 'run_study', 'run_one', 'main', 'cli']
 
 # %% ../nbs/11_study.ipynb #6294791d
-import argparse, json, os, platform, subprocess, sys, time, warnings
+import argparse, json, os, platform, signal, subprocess, sys, time, warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
-import torch, unip_nb
+import psutil, torch, unip_nb
 from fastprogress.fastprogress import progress_bar
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from .ablations import Ablation, ablation_registry, get_ablation, run_config, study_roots
+from .ablations import Ablation, ablation_registry, get_ablation, run_ablation, run_config, study_roots
 from .config import Preset, Settings, get_preset, load_settings, PRESETS
 from .infmix import infpre_subsets
 from .teacher import teacher_for
-from .files import atomic_write_text
+from .distributed import init_distributed, rank0_first
+from .files import STUDY_PID_ENV, atomic_write_text, held_lock, world
 
 # %% ../nbs/11_study.ipynb #6bb53f20
 def git_commit(repo: Path | None = None) -> dict:
@@ -58,7 +59,7 @@ class RunRecorder:
     def save(self, path: Path, metrics: dict, status: str = "complete") -> dict:
         "Write the record to `path` and return it."
         rec = dict(status=status, config=self.config, seed=self.seed, **git_commit(), versions=library_versions(),
-                   device=str(torch.device("cuda" if torch.cuda.is_available() else "cpu")), torch_threads=torch.get_num_threads(),
+                   device=str(torch.device("cuda" if torch.cuda.is_available() else "cpu")), torch_threads=torch.get_num_threads(), world_size=world()[1],
                    finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                    wall_time_s=round(time.perf_counter() - self.started, 3), stage_times_s=self.stages, metrics=metrics)
         atomic_write_text(path, json.dumps(rec, indent=2, default=str))
@@ -145,13 +146,20 @@ def run_study(preset: str, ablations: list[str] | None = None, seeds: list[int] 
     "Run every (ablation, seed) of `preset` and the summary; return `{run name: record or failure}`."
     settings, p = settings or load_settings(), get_preset(preset)
     check_ready(p, settings)
-    registry = study_registry(p, settings)
+    out = settings.reports_dir/preset
+    with held_lock(out/".study.lock"): return _run_study(p, settings, out, ablations, seeds, jobs, force)
+
+def _run_study(p: Preset, settings: Settings, out: Path, ablations: list[str] | None, seeds: list[int] | None, jobs: int, force: bool) -> dict:
+    "`run_study` once its lock on the preset's reports is held."
+    registry, preset = study_registry(p, settings), p.name
     chosen = [get_ablation(registry, a) for a in (ablations or registry)]
     prepare_shared_stages(p, settings)
-    template, out = template_path(settings, "ablation"), settings.reports_dir/preset
+    template = template_path(settings, "ablation")
     runs = {f"{a.name}-s{s}": (a, s) for a in chosen for s in (seeds if seeds is not None else p.seeds)}
     found = {n: None if force else reusable_record(out/n/"record.json", run_config(a, p, s)) for n, (a, s) in runs.items()}
     results = {n: rec for n, rec in found.items() if rec is not None}
+    for n in results:  # a run whose HTML rendering was interrupted (runs made by `unip-nb run` have no notebook)
+        if not run_html(out/n).exists() and (out/n/"run.ipynb").exists(): render_html(out/n/"run.ipynb", run_html(out/n))
     todo = [n for n in runs if n not in results]
     threads = max(1, (os.cpu_count() or 1) // jobs)
     params = lambda n: dict(ablation=runs[n][0].name, preset=preset, seed=runs[n][1], settings_file=str(settings.file), torch_threads=threads)
@@ -162,6 +170,15 @@ def run_study(preset: str, ablations: list[str] | None = None, seeds: list[int] 
     results["summary"] = dict(status="complete") if summary is None else dict(status="failed", error=summary, notebook=str(out/"index.ipynb"))
     return {n: results[n] for n in [*runs, "summary"]}
 
+def run_one(ablation: str, preset: str, seed: int, settings: Settings, teacher_layer: int | None = None) -> dict:
+    "One run without a notebook, as `torchrun` runs it: every rank computes, rank 0 writes `reports/<preset>/<ablation>-s<seed>/record.json`."
+    p = get_preset(preset)
+    check_ready(p, settings)
+    abl = get_ablation(rank0_first(study_registry, p, settings), ablation)
+    recorder = RunRecorder(config=run_config(abl, p, seed, teacher_layer), seed=seed)
+    metrics = run_ablation(abl, p, seed, settings, teacher_layer, stage=recorder.stage)
+    return recorder.save(settings.reports_dir/preset/f"{ablation}-s{seed}"/"record.json", metrics)
+
 # %% ../nbs/11_study.ipynb #b321ffb9
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="unip-nb", description="Reproducible study of UNIP and its ablations.")
@@ -171,9 +188,23 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--ablations", nargs="+", default=None, help="ablations to run (default: all registered)")
     st.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds to run (default: the preset's)")
     st.add_argument("--jobs", type=int, default=1, help="runs executed at once (default 1)")
-    st.add_argument("--force", action="store_true", help="rerun runs whose complete record could be reused")
+    st.add_argument("--force", action="store_true", help="rerun runs whose complete record could be reused (cached stages are still reused)")
     st.add_argument("--settings", default=None, help="settings.ini to use (default: nearest one)")
+    rn = sub.add_parser("run", help="one run without a notebook; under `torchrun --nproc_per_node N` it trains with DDP")
+    rn.add_argument("--ablation", required=True, help="a registered ablation")
+    rn.add_argument("--preset", default=None, help=f"one of {', '.join(PRESETS)} (default: settings.ini)")
+    rn.add_argument("--seed", type=int, default=0, help="seed of the run (default 0)")
+    rn.add_argument("--teacher-layer", type=int, default=None, help="distil this teacher layer instead of the ablation's target")
+    rn.add_argument("--settings", default=None, help="settings.ini to use (default: nearest one)")
     return ap
+
+def _stop_on_sigterm(signum: int, frame) -> None:
+    "Stop the runs' kernels, then exit: what finished is kept, and the same command resumes the study."
+    kernels = psutil.Process().children(recursive=True)
+    for k in kernels: k.terminate()
+    for k in psutil.wait_procs(kernels, timeout=10)[1]: k.kill()
+    print("unip-nb: stopped by SIGTERM; run the same command again to resume", file=sys.stderr, flush=True)
+    os._exit(128 + signum)
 
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `unip-nb` console script."
@@ -181,9 +212,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(args.settings)
         preset = args.preset or settings.preset
+        if args.command == "run":
+            if "RANK" in os.environ: init_distributed()
+            rec = run_one(args.ablation, preset, args.seed, settings, args.teacher_layer)
+            if world()[0] == 0: print(f"{args.ablation}-s{args.seed}: complete ({rec['wall_time_s']} s, {world()[1]} processes) -> "
+                                      f"{settings.reports_dir/preset/f'{args.ablation}-s{args.seed}'/'record.json'}")
+            return 0
         if args.jobs < 1: raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
         results = run_study(preset, args.ablations, args.seeds, settings=settings, jobs=args.jobs, force=args.force)
-    except (KeyError, ValueError, FileNotFoundError, RuntimeError) as e:
+    except (KeyError, ValueError, OSError, RuntimeError) as e:  # OSError: a missing file, a full disk
         print(f"unip-nb: error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
         return 2
     out = settings.reports_dir/preset
@@ -191,3 +228,9 @@ def main(argv: list[str] | None = None) -> int:
         where = out/"index.html" if name == "summary" else run_html(out/name)
         print(f"{name}: {rec['status']} ({rec.get('wall_time_s', '-')} s) -> {where}" + (f"  [{rec['error']}]" if rec["status"] != "complete" else ""))
     return 0 if all(r["status"] == "complete" for r in results.values()) else 1
+
+def cli() -> int:
+    "The `unip-nb` console script: `main`, stopping its kernels on SIGTERM."
+    os.environ[STUDY_PID_ENV] = str(os.getpid())  # the study process, for the fault-injection points of the runs
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    return main()

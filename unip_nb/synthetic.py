@@ -17,7 +17,7 @@ from fastprogress.fastprogress import progress_bar
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 from .config import EmbeddedSizes
-from .files import stable_hash
+from .files import failpoint, held_lock, stable_hash
 from .segdata import get_seg_spec
 
 # %% ../nbs/03_synthetic.ipynb #4672e6a7
@@ -238,17 +238,21 @@ def _pool_dir(pool: str) -> str:
 def generate_embedded(data_root: Path, sizes: EmbeddedSizes, seed: int = 0, progress: bool = True) -> Path:
     "Write every embedded pool under `data_root/embedded/<key>/`, reusing complete pools; return that folder."
     root, jobs = Path(data_root)/"embedded"/sizes_key(sizes, seed), _jobs(sizes)
+    todo = [pool for pool in sorted({_pool_dir(j[0]) for j in jobs}) if not (root/pool/".complete").exists()]
+    if not todo: return root
     tmp = root/".tmp"
-    for pool in sorted({_pool_dir(j[0]) for j in jobs}):
-        if (root/pool/".complete").exists(): continue
-        shutil.rmtree(tmp/pool, ignore_errors=True)
-        mine = [j for j in jobs if _pool_dir(j[0]) == pool]
-        for job in (progress_bar(mine, leave=False) if progress else mine): _make(job, tmp, sizes, seed)
-        for split in ("train", "test") if pool in SEG_CLASS_MAPS else ():
-            (tmp/pool/get_seg_spec(pool).split_file(split)).write_text("".join(f"{j[2]}\n" for j in mine if j[0] == f"{pool}/{split}"))
-        (tmp/pool/".complete").write_text(json.dumps(dict(asdict(sizes), seed=seed, version=GENERATOR_VERSION)))
-        (root/pool).parent.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(root/pool, ignore_errors=True)
-        os.replace(tmp/pool, root/pool)
-    shutil.rmtree(tmp, ignore_errors=True)
+    with held_lock(root.with_name(f"{root.name}.lock")):
+        for pool in todo:
+            if (root/pool/".complete").exists(): continue  # finished by a process that held the lock before
+            shutil.rmtree(tmp/pool, ignore_errors=True)
+            mine = [j for j in jobs if _pool_dir(j[0]) == pool]
+            for job in (progress_bar(mine, leave=False) if progress else mine): _make(job, tmp, sizes, seed)
+            for split in ("train", "test") if pool in SEG_CLASS_MAPS else ():
+                (tmp/pool/get_seg_spec(pool).split_file(split)).write_text("".join(f"{j[2]}\n" for j in mine if j[0] == f"{pool}/{split}"))
+            (tmp/pool/".complete").write_text(json.dumps(dict(asdict(sizes), seed=seed, version=GENERATOR_VERSION)))
+            (root/pool).parent.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(root/pool, ignore_errors=True)
+            os.replace(tmp/pool, root/pool)
+            failpoint(f"data:{pool}")
+        shutil.rmtree(tmp, ignore_errors=True)
     return root

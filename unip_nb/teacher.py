@@ -11,8 +11,7 @@ __all__ = ['CHECKPOINT_FORMATS', 'STRIP_PREFIXES', 'TEACHER_VERSION', 'MASK_RATI
            'teacher_for']
 
 # %% ../nbs/07_teacher.ipynb #bda4dfc4
-import argparse, json, math, pickle, time, warnings
-from contextlib import ExitStack
+import argparse, json, math, pickle, time
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -29,10 +28,11 @@ from torchvision import transforms
 from torchvision.transforms import InterpolationMode
 from .attention import create_vit
 from .config import Preset, PretrainRecipe, Settings
-from .files import atomic_torch_save, atomic_write_text, stable_hash
+from .distributed import barrier, sharded
+from .files import atomic_torch_save, atomic_write_text, held_lock, remove_file, stable_hash
 from .infmix import InfMixSpec, build_infmix, load_image
 from .synthetic import sizes_key, generate_embedded
-from .training import NaNGuard, accumulation, adamw, group_lrs, official_lr, param_groups, split_batch, warmup_cosine
+from .training import NaNGuard, accumulation, adamw, fit_resumable, group_lrs, official_lr, param_groups, split_batch, warmup_cosine
 
 # %% ../nbs/07_teacher.ipynb #473d52d9
 def read_checkpoint(path: Path) -> dict:
@@ -59,6 +59,7 @@ CHECKPOINT_FORMATS = {
     "dino": CheckpointFormat(("teacher", "state_dict", None), ("head.",)),
     "ibot": CheckpointFormat(("teacher", "state_dict", None), ("head.", "masked_embed")),
     "deit": CheckpointFormat(("model",), ("head.", "head_dist.", "dist_token")),
+    "unip": CheckpointFormat(("model", "state_dict", "module", None), ()),  # released UNIP students (official weights notebook)
 }
 CHECKPOINT_FORMATS["auto"] = CheckpointFormat(("model", "teacher", "state_dict", None),
                                               tuple(dict.fromkeys(p for f in CHECKPOINT_FORMATS.values() for p in f.drop)))
@@ -234,7 +235,7 @@ def _autoencoder_item(path: str, tf) -> tuple[Tensor, Tensor]:
 
 def mae_dataloaders(paths: list, size: int, bs: int) -> DataLoaders:
     "Shuffled full batches of `(image, image)` from image files `paths`, and an empty validation loader."
-    train = DataLoader(list(paths), bs=bs, shuffle=True, drop_last=True, after_item=partial(_autoencoder_item, tf=mae_transform(size)))
+    train = sharded(DataLoader(list(paths), bs=bs, shuffle=True, drop_last=True, after_item=partial(_autoencoder_item, tf=mae_transform(size))))
     if len(train) == 0: raise ValueError(f"{len(paths)} images make no full batch of {bs}: generate more embedded data or lower the batch size")
     return DataLoaders(train, DataLoader([]))
 
@@ -251,14 +252,10 @@ def mae_learner(mae: MAE, dls: DataLoaders, recipe: PretrainRecipe) -> Learner:
     learn.recorder.valid_metrics = False
     return learn
 
-def fit_mae(learn: Learner, recipe: PretrainRecipe, progress: bool = True) -> Learner:
-    "Train for `recipe.epochs` with the linear-scaled lr, warm-up then cosine decay per parameter group."
+def fit_mae(learn: Learner, recipe: PretrainRecipe, progress: bool = True, checkpoint: Path | None = None) -> dict:
+    "Train for `recipe.epochs` with the linear-scaled lr, warm-up then cosine decay per group, resuming from `checkpoint`; the losses per epoch."
     lrs = group_lrs(param_groups(learn.model, recipe.weight_decay), official_lr(recipe.blr, recipe.batch_size))
-    with warnings.catch_warnings(), ExitStack() as quiet:
-        warnings.filterwarnings("ignore", message="Your generator is empty")  # the empty validation loader
-        if not progress: quiet.enter_context(learn.no_bar()); quiet.enter_context(learn.no_logging())
-        learn.fit(recipe.epochs, cbs=warmup_cosine(lrs, recipe.warmup_epochs / recipe.epochs))
-    return learn
+    return fit_resumable(learn, recipe.epochs, checkpoint, "teacher", progress, cbs=[warmup_cosine(lrs, recipe.warmup_epochs / recipe.epochs)])
 
 @torch.no_grad()
 def mae_probe_loss(mae: MAE, imgs: Tensor, seed: int = 0) -> float:
@@ -297,25 +294,28 @@ def init_mae(preset: Preset) -> MAE:
     return MAE(create_vit(preset.teacher_arch, preset.img_size), **cfg["mae"])
 
 def pretrain_teacher(preset: Preset, data_root: Path, cache_dir: Path, progress: bool = True) -> Path:
-    "The cached MAE teacher of the embedded `preset` (its encoder's state dict), pre-training it first if needed."
+    "The cached MAE teacher of the embedded `preset` (its encoder's state dict), pre-training it first (or resuming it) if needed."
     out = Path(cache_dir)/"teacher"/f"{teacher_key(preset)}.pt"
     if out.is_file(): return out
     recipe = preset.teacher_pretrain
     root = generate_embedded(data_root, preset.embedded, preset.data_seed, progress)
-    paths = build_infmix(InfMixSpec(in1k=root/"in1k", coco=root/"coco", gray=False), progress=progress)["path"]
-    mae = init_mae(preset)
-    dls = mae_dataloaders(paths, preset.img_size, split_batch(recipe))
-    with torch.random.fork_rng():
-        torch.manual_seed(preset.data_seed)
-        probe = torch.stack([mae_transform(preset.img_size)(load_image(p)) for p in paths[:PROBE_IMAGES]])
-    before, start = mae_probe_loss(mae, probe), time.perf_counter()
-    learn = fit_mae(mae_learner(mae, dls, recipe), recipe, progress)
-    record = dict(key=out.stem, config=teacher_config(preset), images=len(paths), batches=len(dls.train) * recipe.epochs,
-                  wall_s=round(time.perf_counter() - start, 3), probe_loss_before=before, probe_loss_after=mae_probe_loss(mae, probe),
-                  train_loss=[float(v[0]) for v in learn.recorder.values])
-    record["final_loss"] = record["train_loss"][-1]
-    atomic_write_text(out.with_suffix(".json"), json.dumps(record, indent=2))
-    return atomic_torch_save(mae.encoder.state_dict(), out)
+    with held_lock(out.with_suffix(".lock")):
+        paths = build_infmix(InfMixSpec(in1k=root/"in1k", coco=root/"coco", gray=False), progress=progress)["path"]
+        mae = init_mae(preset)
+        dls = mae_dataloaders(paths, preset.img_size, split_batch(recipe))
+        with torch.random.fork_rng():
+            torch.manual_seed(preset.data_seed)
+            probe = torch.stack([mae_transform(preset.img_size)(load_image(p)) for p in paths[:PROBE_IMAGES]])
+        before, start, checkpoint = mae_probe_loss(mae, probe), time.perf_counter(), out.with_suffix(".partial.pt")
+        fit = fit_mae(mae_learner(mae, dls, recipe), recipe, progress, checkpoint)
+        record = dict(key=out.stem, config=teacher_config(preset), images=len(paths), batches=len(dls.train) * recipe.epochs,
+                      wall_s=round(time.perf_counter() - start, 3), resumed_from_epoch=fit["resumed_from"], probe_loss_before=before,
+                      probe_loss_after=mae_probe_loss(mae, probe), train_loss=fit["losses"], final_loss=fit["losses"][-1])
+        atomic_write_text(out.with_suffix(".json"), json.dumps(record, indent=2))
+        atomic_torch_save(mae.encoder.state_dict(), out)
+        remove_file(checkpoint)
+    barrier()  # under torchrun the other ranks load what rank 0 wrote
+    return out
 
 def teacher_record(path: Path) -> dict:
     "The record written next to a cached teacher."
