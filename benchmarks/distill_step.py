@@ -6,7 +6,9 @@
 OURS is what the library trains: the frozen teacher runs blocks 1..layer-1 and only the q·kᵀ logits of block `layer`
 (`attention_logits`, under no_grad); the student (`unip_student`, `AttentionStudent`) runs blocks 1..depth-1 with timm's
 fused attention (scaled_dot_product_attention) and only the q·kᵀ logits of its last block; then `had_loss`, backward and
-an AdamW step over `param_groups` at `official_lr`, as `distill_learner` builds them.
+an AdamW step over `param_groups` at `official_lr`, as `distill_learner` builds them. Under `--amp bf16` ours autocasts
+the student and the loss only, as the library's `amp` does (`TeacherTarget` computes the target before fastai's
+`MixedPrecision` enters autocast); the reference autocasts the teacher too, as the official code does.
 
 REFERENCE (`reference_step` below) is the eager baseline: every block of teacher and student with explicit softmax
 attention (timm's `fused_attn=False` path), the teacher's full forward through all its blocks and its final norm (under
@@ -33,7 +35,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from unip_nb.attention import attention_logits, create_vit
 from unip_nb.config import PRESETS
 from unip_nb.distill import AttentionStudent, check_pair, had_loss, unip_student
-from unip_nb.training import official_lr, param_groups, split_batch
+from unip_nb.training import fit_resumable, official_lr, param_groups, split_batch
 
 GOALS = dict(throughput=1.3, memory=0.8, peak_fraction=0.5)  # ours/reference >=, ours/reference <=, of matmul peak >=
 
@@ -73,9 +75,8 @@ def autocast(a):
 # ----------------------------------------------------------------------------------------------------------- the steps
 def ours_step(teacher, student, x, layer, opt, amp):
     "The library's step: truncated teacher logits under no_grad, `AttentionStudent` logits, `had_loss`, backward, AdamW."
-    with amp:
-        with torch.no_grad(): target = attention_logits(teacher, x, layer)
-        loss = had_loss(AttentionStudent(student)(x), target)
+    with torch.no_grad(): target = attention_logits(teacher, x, layer)  # outside autocast, as `TeacherTarget` runs before `MixedPrecision`
+    with amp: loss = had_loss(AttentionStudent(student)(x), target)
     loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
     return loss.detach()
 
@@ -203,6 +204,7 @@ def cpu_step_peak(step, *args) -> int:
 def measure(a) -> dict:
     "Time ours and the reference step by step in turn (the order alternating each round), then measure the memory of a step of each."
     teacher, student, x = build(a)
+    initial = copy.deepcopy(student) if a.learner else None  # the Learner starts from the same weights
     models = dict(ours=(teacher, student), reference=as_reference(copy.deepcopy(teacher), copy.deepcopy(student), a.reference))
     opts = {v: optimizer(s, a.recipe) for v, (_, s) in models.items()}
     steps = {v: step_fn(a, v) for v in models}
@@ -225,11 +227,11 @@ def measure(a) -> dict:
         med = statistics.median(times[v])
         res[v] = dict(step_s=med, step_s_all=times[v], images_per_s=a.batch / med, alive_bytes=alive,
                       step_peak_bytes=step_peak[v], peak_bytes=alive + step_peak[v])
-    if a.learner: res["learner"] = measure_learner(a, teacher, copy.deepcopy(student).train(), x)
+    if a.learner: res["learner"] = measure_learner(a, teacher, initial, x)
     return res
 
 def measure_learner(a, teacher, student, x) -> dict:
-    "Our step through fastai: `distill_learner` and `learn.fit`, the same batch repeated (a warm-up epoch, then a timed one)."
+    "Our step through fastai as the library fits: `distill_learner` and `fit_resumable`, the same batch repeated (a warm-up epoch, then a timed one)."
     from dataclasses import replace
     from fastai.data.core import DataLoaders
     from fastai.data.load import DataLoader
@@ -239,16 +241,14 @@ def measure_learner(a, teacher, student, x) -> dict:
         def __len__(self): return self.n * a.batch
         def __getitem__(self, i): return (x[i % a.batch],)
     def dls(n): return DataLoaders(DataLoader(Same(n), bs=a.batch, drop_last=True), DataLoader([], bs=a.batch), device=a.device)
-    learn = distill_learner(AttentionStudent(student), teacher, dls(a.warmup), replace(a.recipe, epochs=1, accum=1), "attention", a.layer)
-    if a.amp == "bf16":
-        import fastai.callback.fp16  # noqa: F401 (adds Learner.to_bf16)
-        learn.to_bf16()
-    with learn.no_bar(), learn.no_logging(): learn.fit(1)
+    learn = distill_learner(AttentionStudent(student), teacher, dls(max(1, a.warmup)), replace(a.recipe, epochs=1, accum=1), "attention", a.layer)
+    amp = "bf16" if a.amp == "bf16" else None
+    fit_resumable(learn, 1, amp=amp)  # warm-up epoch
     learn.dls = dls(a.steps)
     sync(a.device)
     if a.device == "cuda": torch.cuda.reset_peak_memory_stats(); base = torch.cuda.memory_allocated()
     t = time.perf_counter()
-    with learn.no_bar(), learn.no_logging(): learn.fit(1)
+    fit_resumable(learn, 1, amp=amp)
     sync(a.device); wall = time.perf_counter() - t
     step_peak = torch.cuda.max_memory_allocated() - base if a.device == "cuda" else None
     return dict(step_s=wall / a.steps, step_s_all=[wall / a.steps], images_per_s=a.batch * a.steps / wall, alive_bytes=None,
@@ -274,11 +274,13 @@ if __name__ == "__main__":
     ap.add_argument("--student", default=None, help="as --teacher; its last block gets the teacher's head count")
     ap.add_argument("--img-size", type=int, default=None); ap.add_argument("--layer", type=int, default=None, help="1-based teacher layer")
     ap.add_argument("--batch", type=int, default=None, help="images per step (default: the preset's, at most 64)")
-    ap.add_argument("--amp", choices=["none", "bf16"], default="none", help="torch.autocast for both variants")
+    ap.add_argument("--amp", choices=["none", "bf16"], default="none",
+                    help="bf16 autocast (CUDA): ours as the library's `amp` (student and loss; the teacher target is computed before autocast), "
+                         "the reference as the official code (teacher too)")
     ap.add_argument("--reference", choices=["eager", "official"], default="eager",
                     help="eager: all blocks explicit, full teacher; official: as the official code (teacher to block `layer`, SDPA elsewhere)")
     ap.add_argument("--steps", type=int, default=10); ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--learner", action="store_true", help="also time our step through a fastai Learner (distill_learner + fit)")
+    ap.add_argument("--learner", action="store_true", help="also time our step through a fastai Learner (distill_learner + fit_resumable)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None, help="save the figures to this JSON file")

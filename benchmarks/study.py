@@ -10,8 +10,9 @@ the study (from file times: data generated, teacher pre-trained, runs, summary),
 runs that timed it, with its share of all stage time. `smoke` takes 1-2 min on 2 cores, `default` about 25 min.
 """
 import argparse, json, os, platform, shutil, subprocess, sys, tempfile, time
+from importlib.metadata import version
 from pathlib import Path
-import torch
+from unip_nb.config import PRESETS
 
 REPO = Path(__file__).resolve().parents[1]
 STAGE_ORDER = ("data", "teacher", "teacher_nmi", "distill", "ft_soda", "lp_soda", "ft_mfnet", "lp_mfnet", "ft_scutseg", "lp_scutseg")
@@ -33,7 +34,7 @@ def run_study(preset: str, jobs: int, root: Path) -> dict:
     wall = time.perf_counter() - t
     return dict(dirs=dirs, start=start_wall, wall_s=wall, returncode=p.returncode, output_tail=(p.stdout + p.stderr)[-3000:])
 
-def collect(preset: str, study: dict) -> dict:
+def collect(preset: str, study: dict, jobs: int) -> dict:
     "Run records, teacher record and phase times of a finished study."
     dirs, start = study["dirs"], study["start"]
     records = {}
@@ -56,9 +57,11 @@ def collect(preset: str, study: dict) -> dict:
                   runs=None if None in (runs_done, teacher_ready) else runs_done - teacher_ready,
                   summary=None if None in (summary_done, runs_done) else summary_done - runs_done)
     complete = [n for n, r in records.items() if r.get("status") == "complete"]
+    run_wall_sum = sum(r.get("wall_time_s", 0) for r in records.values())
+    outside = None if phases["runs"] is None or not records else (phases["runs"] * jobs - run_wall_sum) / len(records)
     return dict(preset=preset, wall_s=study["wall_s"], returncode=study["returncode"], runs=len(records), complete=len(complete),
                 failed={n: r.get("error") for n, r in records.items() if r.get("status") != "complete"},
-                run_wall_sum_s=sum(r.get("wall_time_s", 0) for r in records.values()),
+                run_wall_sum_s=run_wall_sum, outside_records_per_run_s=outside,
                 run_wall_max_s=max((r.get("wall_time_s", 0) for r in records.values()), default=0),
                 teacher_pretrain_s=sum(t.get("wall_s", 0) for t in teachers), teachers=[t["file"] for t in teachers],
                 phases_s=phases, stages=stage_table)
@@ -80,6 +83,7 @@ def show(results: dict) -> None:
             ("runs complete / recorded", lambda r: f"{r['complete']}/{r['runs']}".rjust(W)),
             ("sum of run wall times (s)", lambda r: fmt(r["run_wall_sum_s"], W)), ("longest run (s)", lambda r: fmt(r["run_wall_max_s"], W))]
     rows += [(f"phase: {k} (s)", lambda r, k=k: fmt(r["phases_s"][k], W)) for k in ("data", "teacher", "runs", "summary")]
+    rows += [("outside records, per run (s)", lambda r: fmt(r["outside_records_per_run_s"], W))]
     for label, cell in rows: print(f"{label:28s}" + "".join(cell(r) for r in results.values()))
     stages = list(dict.fromkeys(s for r in results.values() for s in r["stages"]))
     print(f"\n{'stage':28s}" + "".join(f"{'sum s':>9s}{'mean s':>9s}{'runs':>5s}{'share':>7s}" for _ in names))
@@ -90,19 +94,21 @@ def show(results: dict) -> None:
             row += f"{'-':>{W}s}" if st is None else f"{fmt(st['sum_s'])}{fmt(st['mean_s'], 9, 2)}{st['runs']:5d}{100 * st['sum_s'] / total:6.1f}%"
         print(f"{s:28s}{row}")
     print("\nphases from file times: data = until the generated data was complete, teacher = until the teacher checkpoint was written, "
-          "runs = until the last run record, summary = until the summary report")
+          "runs = until the last run record, summary = until the summary report.\noutside records, per run = (runs phase x jobs - "
+          "sum of the runs' recorded wall times) / runs: an upper estimate of each run's notebook cost outside its record (kernel start, "
+          "imports, plots, HTML rendering, and idle job slots at the end)")
     if len(names) > 1:
         a, b = results[names[0]], results[names[-1]]
         print(f"{names[-1]} / {names[0]} total wall time: {b['wall_s'] / a['wall_s']:.1f}x")
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--presets", nargs="+", default=["smoke"], help="presets to time (default: smoke; default takes ~25 min on 2 cores)")
+    ap.add_argument("--presets", nargs="+", default=["smoke"], choices=list(PRESETS), help="presets to time (default: smoke; default takes ~25 min on 2 cores)")
     ap.add_argument("--jobs", type=int, default=2, help="runs executed at once (unip-nb study --jobs)")
     ap.add_argument("--json", default=None, help="save the figures to this JSON file")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folders (data, cache, reports) and print where they are")
     a = ap.parse_args()
-    print(f"machine: {cpu_model()}, {os.cpu_count()} cores; torch {torch.__version__}; "
+    print(f"machine: {cpu_model()}, {os.cpu_count()} cores; torch {version('torch')}; "
           f"unip-nb study --jobs {a.jobs} (torch threads per run: {max(1, (os.cpu_count() or 1) // a.jobs)})")
     results, failed = {}, False
     for preset in a.presets:
@@ -110,7 +116,7 @@ if __name__ == "__main__":
         try:
             print(f"{preset}: running unip-nb study in {root} ...", flush=True)
             study = run_study(preset, a.jobs, root)
-            results[preset] = collect(preset, study)
+            results[preset] = collect(preset, study, a.jobs)
             if study["returncode"] != 0:
                 failed = True
                 print(f"{preset}: unip-nb study exited with {study['returncode']}; failed runs: {results[preset]['failed']}\n{study['output_tail']}")
@@ -119,7 +125,7 @@ if __name__ == "__main__":
             else: shutil.rmtree(root, ignore_errors=True)
     show(results)
     if a.json:
-        Path(a.json).write_text(json.dumps(dict(machine=dict(cpu=cpu_model(), cores=os.cpu_count(), torch=torch.__version__),
+        Path(a.json).write_text(json.dumps(dict(machine=dict(cpu=cpu_model(), cores=os.cpu_count(), torch=version('torch')),
                                                 jobs=a.jobs, results=results), indent=2, default=str))
         print(f"saved {a.json}")
     sys.exit(1 if failed else 0)

@@ -86,7 +86,7 @@ def infmix_spec(roots: dict[str, Path], variant: str = "full", sources: list[str
     return replace(spec, **{s: None for s in ("infpre", "in1k", "coco") if s not in sources})
 
 # %% ../nbs/10_ablations.ipynb #833a2fc7
-STUDENT_VERSION = 1  # bump when the distillation code changes the weights it produces
+STUDENT_VERSION = 2  # bump when the distillation code changes the weights it produces
 
 def teacher_id(preset: Preset, settings: Settings) -> str:
     "What identifies the teacher: its MAE cache key, or the checkpoint's path, size and modification time."

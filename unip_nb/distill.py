@@ -12,9 +12,11 @@ from pathlib import Path
 import datasets, torch
 import torch.nn.functional as F
 from fastai.callback.core import Callback
+from fastai.callback.fp16 import MixedPrecision
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 from fastai.learner import Learner
+from timm.layers import DropPath
 from timm.models.vision_transformer import Block, VisionTransformer
 from torch import Tensor, nn
 from .attention import attention_logits, create_vit, vit_tokens
@@ -22,19 +24,19 @@ from .config import PretrainRecipe
 from .distributed import sharded
 from .infmix import infmix_torch
 from .nmi import select_hybrid_layer
-from .teacher import fix_sincos_pos_embed
+from .teacher import fix_sincos_pos_embed, mae_init_vit
 from .training import NaNGuard, accumulation, adamw, fit_resumable, group_lrs, official_lr, param_groups, split_batch, warmup_cosine
 
 # %% ../nbs/08_distill.ipynb #8593ed60
 def unip_student(arch: str | dict, img_size: int, last_heads: int, drop_path: float = 0.1) -> VisionTransformer:
-    "A timm ViT whose last block has `last_heads` heads (timm's own `Block`), with fixed sin-cos position embedding."
-    vit = create_vit(arch, img_size, drop_path_rate=drop_path)
+    "The official UNIP student as a timm ViT: `last_heads` heads in the last block, stochastic depth `drop_path` in every block, MAE's initialisation, fixed sin-cos position embedding."
+    vit = create_vit(arch, img_size)
     old, dim = vit.blocks[-1], vit.embed_dim
     if dim % last_heads: raise ValueError(f"student width {dim} is not divisible by last_heads={last_heads}")
     vit.blocks[-1] = Block(dim, last_heads, mlp_ratio=old.mlp.fc1.out_features / dim, qkv_bias=old.attn.qkv.bias is not None,
-                           drop_path=getattr(old.drop_path1, "drop_prob", 0.),
                            norm_layer=partial(nn.LayerNorm, eps=old.norm1.eps))
-    return fix_sincos_pos_embed(vit)
+    for blk in vit.blocks: blk.drop_path1, blk.drop_path2 = (DropPath(drop_path), DropPath(drop_path)) if drop_path > 0 else (nn.Identity(), nn.Identity())
+    return fix_sincos_pos_embed(mae_init_vit(vit))
 
 # %% ../nbs/08_distill.ipynb #c6664f78
 class AttentionStudent(nn.Module):
@@ -89,7 +91,7 @@ def teacher_tokens(teacher: VisionTransformer, x: Tensor, layer: int) -> Tensor:
 
 class TeacherTarget(Callback):
     "Set each batch's target from a frozen, truncated teacher: attention logits (HAD) or tokens (feature) at `layer`."
-    order = -10
+    order = MixedPrecision.order + 1  # inside the autocast of mixed precision, as the official teacher forward
     def __init__(self, teacher: VisionTransformer, layer: int, kind: str = "attention"):
         if kind not in ("attention", "feature"): raise ValueError(f"kind must be 'attention' or 'feature', got {kind!r}")
         self.teacher, self.layer, self.kind = teacher.eval().requires_grad_(False), layer, kind

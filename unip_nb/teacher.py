@@ -6,9 +6,9 @@
 __all__ = ['CHECKPOINT_FORMATS', 'STRIP_PREFIXES', 'TEACHER_VERSION', 'MASK_RATIO', 'NORM_PIX_LOSS', 'PROBE_IMAGES',
            'read_checkpoint', 'CheckpointFormat', 'checkpoint_format', 'strip_prefixes', 'extract_state_dict',
            'LoadReport', 'load_vit_checkpoint', 'load_teacher', 'sincos_pos_embed', 'fix_sincos_pos_embed',
-           'random_masking', 'MAE', 'mae_transform', 'mae_dataloaders', 'mae_decoder_args', 'mae_learner', 'fit_mae',
-           'mae_probe_loss', 'teacher_config', 'teacher_key', 'init_mae', 'pretrain_teacher', 'teacher_record',
-           'teacher_for']
+           'random_masking', 'mae_init_vit', 'MAE', 'mae_transform', 'mae_dataloaders', 'mae_decoder_args',
+           'mae_learner', 'fit_mae', 'mae_probe_loss', 'teacher_config', 'teacher_key', 'init_mae', 'pretrain_teacher',
+           'teacher_record', 'teacher_for']
 
 # %% ../nbs/07_teacher.ipynb #bda4dfc4
 import argparse, json, math, pickle, time
@@ -164,6 +164,18 @@ def _mae_init(m: nn.Module):
         if m.bias is not None: nn.init.zeros_(m.bias)
     elif isinstance(m, nn.LayerNorm): nn.init.ones_(m.weight); nn.init.zeros_(m.bias)
 
+def _init_patch_and_cls(vit: VisionTransformer):
+    "MAE's initialisation of the patch embedding (as a linear layer) and of the class token."
+    w = vit.patch_embed.proj.weight.data
+    nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+    nn.init.normal_(vit.cls_token, std=0.02)
+
+def mae_init_vit(vit: VisionTransformer) -> VisionTransformer:
+    "`vit` initialised as MAE and UNIP initialise their ViTs: xavier-uniform linear layers, unit LayerNorms, patch embedding as a linear layer, class token N(0, 0.02)."
+    vit.apply(_mae_init)
+    _init_patch_and_cls(vit)
+    return vit
+
 # %% ../nbs/07_teacher.ipynb #b277c32f
 class MAE(nn.Module):
     "Masked autoencoder around a timm ViT `encoder`: `forward` gives (pixel predictions, mask), `loss` the masked MSE."
@@ -185,9 +197,8 @@ class MAE(nn.Module):
         self.decoder_norm = nn.LayerNorm(decoder_dim, eps=1e-6)
         self.decoder_pred = nn.Linear(decoder_dim, self.patch_size ** 2 * 3)
         self.apply(_mae_init)
-        w = encoder.patch_embed.proj.weight.data
-        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
-        nn.init.normal_(encoder.cls_token, std=0.02); nn.init.normal_(self.mask_token, std=0.02)
+        _init_patch_and_cls(encoder)
+        nn.init.normal_(self.mask_token, std=0.02)
 
     def forward_encoder(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         "Encoded class token and kept patches, the mask and the restoring indices."

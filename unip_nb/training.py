@@ -116,10 +116,11 @@ class EpochCheckpoint(Callback):
     def _state(self) -> dict:
         "Everything the rest of the fit depends on (gradients too while an accumulation is half done)."
         model, pending = plain_model(self.learn.model), any(cb.count for cb in self._accumulators())
+        scaler = getattr(self.learn, "scaler", None)  # fastai's MixedPrecision sets it
         return dict(n_epoch=self.n_epoch, epoch=self.epoch, model=model.state_dict(), opt=self.learn.opt.state_dict(),
                     values=[list(v) for v in self.learn.recorder.values], smooth_loss=(self.learn.recorder.smooth_loss.count, self.learn.recorder.smooth_loss.val),
                     accum=[cb.count for cb in self._accumulators()], grads=[p.grad for p in model.parameters()] if pending else None,
-                    scaler=self.learn.scaler.state_dict() if hasattr(self.learn, "scaler") else None, rng=self._rngs())
+                    scaler=scaler.state_dict() if scaler is not None else None, rng=self._rngs())
 
     def before_fit(self):
         self.start, self.saved = 0, None
