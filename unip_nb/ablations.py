@@ -9,7 +9,7 @@ __all__ = ['RUN_VERSION', 'SEG_SETS', 'STUDENT_VERSION', 'Ablation', 'ablation_r
 
 # %% ../nbs/10_ablations.ipynb #59aac257
 import copy, json
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 import pandas as pd, torch
@@ -145,17 +145,17 @@ def backbone_copy(vit: VisionTransformer, size: int) -> VisionTransformer:
     if tuple(new.patch_embed.img_size) != (size, size): new.set_input_size(img_size=size)
     return new
 
-def segmentation_scores(backbone: VisionTransformer, roots: dict[str, Path], preset: Preset, seed: int, stage=_untimed,
-                        work: Path | None = None) -> tuple[dict, dict]:
-    "Fine-tuning and linear-probing mIoU of `backbone` on the three segmentation sets and their averages; what was resumed or reused from `work`."
+def segmentation_scores(backbone: VisionTransformer, roots: dict[str, Path], preset: Preset, seed: int, work: Path,
+                        stage=_untimed) -> tuple[dict, dict]:
+    "Fine-tuning and linear-probing mIoU of `backbone` on the three segmentation sets and their averages, kept in `work`; what was resumed or reused."
     r, scores, resumed = preset.seg, {"ft": {}, "lp": {}}, {}
-    with held_lock(work/"lock") if work else nullcontext():
+    with held_lock(work/"lock"):
         for name in SEG_SETS:
             k = get_seg_spec(name).n_classes
             for mode in ("ft", "lp"):
                 key = f"{mode}_{name}"
-                done = work/f"{key}.json" if work else None
-                if done and done.is_file():
+                done, checkpoint = work/f"{key}.json", work/f"{key}.partial.pt"
+                if done.is_file():
                     scores[mode][name], resumed[key] = json.loads(done.read_text())["miou"], "reused"
                     continue
                 with stage(key):
@@ -163,13 +163,11 @@ def segmentation_scores(backbone: VisionTransformer, roots: dict[str, Path], pre
                     dls = seg_dataloaders(roots[name], name, crop=r.crop, bs=rank_batch(r.batch_size), seed=seed)
                     b = backbone_copy(backbone, r.crop)
                     model = upernet(b, k, r.decoder_channels) if mode == "ft" else LinearProbe(b, spread_layers(len(b.blocks)), k)
-                    fit = train_segmenter(model, dls, r, name, layer_decay=mode == "ft", checkpoint=work/f"{key}.partial.pt" if work else None,
-                                          amp=preset.amp, compile=preset.compile)
+                    fit = train_segmenter(model, dls, r, name, layer_decay=mode == "ft", checkpoint=checkpoint, amp=preset.amp, compile=preset.compile)
                     scores[mode][name] = evaluate(model, dls.valid, k, r.crop, r.stride)["miou"]
                 if fit["resumed_from"] is not None: resumed[key] = fit["resumed_from"]
-                if done:
-                    atomic_write_text(done, json.dumps(dict(miou=scores[mode][name], **{f: fit[f] for f in ("epochs", "iterations", "resumed_from")})))
-                    remove_file(work/f"{key}.partial.pt")
+                atomic_write_text(done, json.dumps(dict(miou=scores[mode][name], **{f: fit[f] for f in ("epochs", "iterations", "resumed_from")})))
+                remove_file(checkpoint)
     for mode in scores: scores[mode]["avg"] = sum(scores[mode][n] for n in SEG_SETS) / len(SEG_SETS)
     return scores, resumed
 
@@ -189,7 +187,7 @@ def run_ablation(ablation: Ablation, preset: Preset, seed: int, settings: Settin
     else:
         with stage("distill"): backbone, made = distilled_student(teacher, resolved, mix, preset, seed, settings.cache_dir, tid)
     work = Path(settings.cache_dir)/"runs"/stable_hash(dict(run_config(ablation, preset, seed, teacher_layer, infmix_sources, s), teacher=tid))
-    scores, resumed = segmentation_scores(backbone, roots, preset, seed, stage, work)
+    scores, resumed = segmentation_scores(backbone, roots, preset, seed, work, stage)
     if made.get("resumed_from_epoch") is not None: resumed["distill"] = made["resumed_from_epoch"]
     composition = None  # the InfMix a run distilled on; runs without distillation use none
     if ablation.backbone == "student" and resolved is not None:

@@ -91,7 +91,7 @@ def load_unip_student(arch: str | dict, img_size: int, path: Path, last_heads: i
     recorded = recorded_last_heads(obj, path)
     heads = choose_last_heads(recorded, last_heads, regroup, str(path))
     student = unip_student(arch, img_size, heads, drop_path)
-    report = load_vit_checkpoint(student, path, "unip")
+    report = load_vit_checkpoint(student, path, "unip", obj)
     misfits = ([f"it lacks {list(report.missing)[:4]}"] if report.missing else []) + \
               ([f"the student has no place for {list(report.unexpected)[:4]}"] if report.unexpected else [])
     if misfits: raise ValueError(f"{path} is not a UNIP student of {arch} (another depth or layout?): {'; '.join(misfits)}")

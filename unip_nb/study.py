@@ -170,14 +170,15 @@ def _run_study(p: Preset, settings: Settings, out: Path, ablations: list[str] | 
     results["summary"] = dict(status="complete") if summary is None else dict(status="failed", error=summary, notebook=str(out/"index.ipynb"))
     return {n: results[n] for n in [*runs, "summary"]}
 
-def run_one(ablation: str, preset: str, seed: int, settings: Settings, teacher_layer: int | None = None) -> dict:
-    "One run without a notebook, as `torchrun` runs it: every rank computes, rank 0 writes `reports/<preset>/<ablation>-s<seed>/record.json`."
+def run_one(ablation: str, preset: str, seed: int, settings: Settings, record_path: Path, teacher_layer: int | None = None,
+            infmix_sources: list[str] | None = None, s: float = 0.09) -> dict:
+    "One run, as the ablation template and `torchrun` run it: every rank computes, rank 0 writes the record to `record_path`; the record."
     p = get_preset(preset)
     check_ready(p, settings)
     abl = get_ablation(rank0_first(study_registry, p, settings), ablation)
-    recorder = RunRecorder(config=run_config(abl, p, seed, teacher_layer), seed=seed)
-    metrics = run_ablation(abl, p, seed, settings, teacher_layer, stage=recorder.stage)
-    return recorder.save(settings.reports_dir/preset/f"{ablation}-s{seed}"/"record.json", metrics)
+    recorder = RunRecorder(config=run_config(abl, p, seed, teacher_layer, infmix_sources, s), seed=seed)
+    metrics = run_ablation(abl, p, seed, settings, teacher_layer, infmix_sources, s, stage=recorder.stage)
+    return recorder.save(record_path, metrics)
 
 # %% ../nbs/11_study.ipynb #b321ffb9
 def _parser() -> argparse.ArgumentParser:
@@ -214,9 +215,9 @@ def main(argv: list[str] | None = None) -> int:
         preset = args.preset or settings.preset
         if args.command == "run":
             if "RANK" in os.environ: init_distributed()
-            rec = run_one(args.ablation, preset, args.seed, settings, args.teacher_layer)
-            if world()[0] == 0: print(f"{args.ablation}-s{args.seed}: complete ({rec['wall_time_s']} s, {world()[1]} processes) -> "
-                                      f"{settings.reports_dir/preset/f'{args.ablation}-s{args.seed}'/'record.json'}")
+            record = settings.reports_dir/preset/f"{args.ablation}-s{args.seed}"/"record.json"
+            rec = run_one(args.ablation, preset, args.seed, settings, record, args.teacher_layer)
+            if world()[0] == 0: print(f"{args.ablation}-s{args.seed}: complete ({rec['wall_time_s']} s, {world()[1]} processes) -> {record}")
             return 0
         if args.jobs < 1: raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
         results = run_study(preset, args.ablations, args.seeds, settings=settings, jobs=args.jobs, force=args.force)

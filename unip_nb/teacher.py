@@ -103,9 +103,9 @@ def _fit_pos_embed(pe: Tensor, model: VisionTransformer, name: str) -> Tensor:
     if side * side != n: raise ValueError(f"{name}: pos_embed of shape {tuple(pe.shape)} has {n} patch positions, not a square grid")
     return resample_abs_pos_embed(pe, new_size=list(model.patch_embed.grid_size), old_size=[side, side], num_prefix_tokens=prefix)
 
-def load_vit_checkpoint(model: VisionTransformer, path: Path, source: str = "auto") -> LoadReport:
-    "Load the official checkpoint file `path` (MAE, DINO, iBOT, DeiT or timm layout) into `model`; refuse shapes that do not fit."
-    sd = extract_state_dict(read_checkpoint(path), source, str(path))
+def load_vit_checkpoint(model: VisionTransformer, path: Path, source: str = "auto", obj: dict | None = None) -> LoadReport:
+    "Load the official checkpoint file `path` (MAE, DINO, iBOT, DeiT or timm layout; `obj` if already read) into `model`; refuse shapes that do not fit."
+    sd = extract_state_dict(read_checkpoint(path) if obj is None else obj, source, str(path))
     fmt, target = checkpoint_format(source), model.state_dict()
     ignored = [k for k in sd if k.startswith(fmt.drop)]
     if "dist_token" in ignored and "pos_embed" in sd and "dist_token" not in target:

@@ -123,7 +123,7 @@ class EpochCheckpoint(Callback):
                     scaler=scaler.state_dict() if scaler is not None else None, rng=self._rngs())
 
     def before_fit(self):
-        self.start, self.saved = 0, None
+        self.start, self.saved_values = 0, None
         if not self.path.is_file(): return
         ck = torch.load(self.path, map_location="cpu", weights_only=False)
         if ck["n_epoch"] != self.n_epoch: raise ValueError(f"checkpoint {self.path} is of a {ck['n_epoch']}-epoch fit, this fit has {self.n_epoch} epochs")
@@ -137,7 +137,7 @@ class EpochCheckpoint(Callback):
         rng = ck["rng"][world()[0]]
         torch.set_rng_state(rng["torch"]); np.random.set_state(rng["numpy"]); random.setstate(rng["python"]); self.dls.train.rng.setstate(rng["loader"])
         if rng["cuda"] is not None: torch.cuda.set_rng_state_all(rng["cuda"])
-        self.saved = ck
+        self.saved_values = ck["values"]  # the losses of the epochs skipped; the rest of the checkpoint is loaded above
         self.start = self.resumed_from = ck["epoch"] + 1
         self.learn.train_iter = self.start * len(self.dls.train)
 
@@ -146,7 +146,7 @@ class EpochCheckpoint(Callback):
 
     def after_epoch(self):
         if self.epoch < self.start:
-            self.learn.recorder.values[self.epoch] = self.saved["values"][self.epoch]
+            self.learn.recorder.values[self.epoch] = self.saved_values[self.epoch]
             return
         atomic_torch_save(self._state(), self.path)
         failpoint(f"{self.label}:epoch{self.epoch + 1}")
