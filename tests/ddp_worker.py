@@ -9,7 +9,7 @@ from fastai.torch_core import set_seed
 from unip_nb.attention import create_vit
 from unip_nb.config import PretrainRecipe
 from unip_nb.distill import AttentionStudent, distill_learner, unip_student
-from unip_nb.distributed import init_distributed, sharded
+from unip_nb.distributed import close_distributed, init_distributed, sharded
 from unip_nb.files import world
 from unip_nb.training import fit_resumable, split_batch
 
@@ -28,3 +28,4 @@ train = sharded(train)
 learn = distill_learner(AttentionStudent(student), teacher, DataLoaders(train, DataLoader([], bs=1)), recipe, "attention", 2)
 fit = fit_resumable(learn, recipe.epochs, out/"student.partial.pt", "distill")
 (out/f"losses-{rank}.json").write_text(json.dumps(dict(fit, world=size, batch_per_rank=split_batch(recipe), steps=len(learn.dls.train))))
+close_distributed()

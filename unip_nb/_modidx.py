@@ -78,6 +78,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                      'unip_nb.distributed.ShardedDL.get_idxs': ( 'distributed.html#shardeddl.get_idxs',
                                                                                  'unip_nb/distributed.py'),
                                      'unip_nb.distributed.barrier': ('distributed.html#barrier', 'unip_nb/distributed.py'),
+                                     'unip_nb.distributed.close_distributed': ( 'distributed.html#close_distributed',
+                                                                                'unip_nb/distributed.py'),
                                      'unip_nb.distributed.init_distributed': ( 'distributed.html#init_distributed',
                                                                                'unip_nb/distributed.py'),
                                      'unip_nb.distributed.is_distributed': ('distributed.html#is_distributed', 'unip_nb/distributed.py'),

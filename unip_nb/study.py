@@ -21,7 +21,7 @@ from .ablations import Ablation, ablation_registry, get_ablation, run_ablation, 
 from .config import Preset, Settings, get_preset, load_settings, PRESETS
 from .infmix import infpre_subsets
 from .teacher import teacher_for
-from .distributed import init_distributed, rank0_first
+from .distributed import close_distributed, init_distributed, rank0_first
 from .files import STUDY_PID_ENV, atomic_write_text, held_lock, world
 
 # %% ../nbs/11_study.ipynb #6bb53f20
@@ -216,8 +216,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             if "RANK" in os.environ: init_distributed()
             record = settings.reports_dir/preset/f"{args.ablation}-s{args.seed}"/"record.json"
-            rec = run_one(args.ablation, preset, args.seed, settings, record, args.teacher_layer)
-            if world()[0] == 0: print(f"{args.ablation}-s{args.seed}: complete ({rec['wall_time_s']} s, {world()[1]} processes) -> {record}")
+            try: rec, (rank, size) = run_one(args.ablation, preset, args.seed, settings, record, args.teacher_layer), world()
+            finally: close_distributed()
+            if rank == 0: print(f"{args.ablation}-s{args.seed}: complete ({rec['wall_time_s']} s, {size} processes) -> {record}")
             return 0
         if args.jobs < 1: raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
         results = run_study(preset, args.ablations, args.seeds, settings=settings, jobs=args.jobs, force=args.force)
