@@ -3,15 +3,17 @@
     python benchmarks/distill_step.py [--device cpu|cuda] [--preset smoke|default|paper] [--batch 64] [--amp bf16] [--json out.json]
     python benchmarks/distill_step.py --teacher vit_large_patch16_224 --student vit_small_patch16_224 --img-size 224 --layer 18 --batch 32
 
-OURS is what the library trains: the frozen teacher runs blocks 1..layer-1 and only the q·kᵀ logits of block `layer`
-(`attention_logits`, under no_grad); the student (`unip_student`, `AttentionStudent`) runs blocks 1..depth-1 with timm's
-fused attention (scaled_dot_product_attention) and only the q·kᵀ logits of its last block; then `had_loss`, backward and
-an AdamW step over `param_groups` at `official_lr`, as `distill_learner` builds them. Under `--amp bf16` ours autocasts
+OURS is what the library trains: the frozen teacher, cut after block `layer` as `run_ablation` holds it (`vit_through`:
+the later blocks are not kept), runs blocks 1..layer-1 and only the q·kᵀ logits of block `layer` (`attention_logits`,
+under no_grad); the student (`unip_student`, `AttentionStudent`) runs blocks 1..depth-1 with timm's fused attention
+(scaled_dot_product_attention) and its `LowMemoryMlp`s (the GELU recomputed in backward, not kept), and only the q·kᵀ
+logits of its last block; then `had_loss`, backward and an AdamW step over `param_groups` at `official_lr`, as
+`distill_learner` builds them. Under `--amp bf16` ours autocasts
 the student and the loss only, as the library's `amp` does (`TeacherTarget` computes the target before fastai's
 `MixedPrecision` enters autocast); the reference autocasts the teacher too, as the official code does.
 
 REFERENCE (`reference_step` below) is the eager baseline: every block of teacher and student with explicit softmax
-attention (timm's `fused_attn=False` path), the teacher's full forward through all its blocks and its final norm (under
+attention (timm's `fused_attn=False` path) and timm's own `Mlp`, the whole teacher held and its full forward through all its blocks and its final norm (under
 no_grad), the student's last block in full (attention output and MLP too), the logits taken from the explicit
 computation, then the same loss, backward and AdamW step. (The official code itself stops the teacher after block
 `layer` and uses SDPA in the blocks whose attention it does not distil; `--reference official` times that variant.)
@@ -32,7 +34,8 @@ warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit.script de
 import psutil, timm, torch
 import torch.utils.flop_counter as flop_counter
 from torch.utils.flop_counter import FlopCounterMode
-from unip_nb.attention import attention_logits, create_vit
+from timm.layers import Mlp
+from unip_nb.attention import attention_logits, create_vit, vit_through
 from unip_nb.config import PRESETS
 from unip_nb.distill import AttentionStudent, check_pair, had_loss, unip_student
 from unip_nb.training import fit_resumable, official_lr, param_groups, split_batch
@@ -110,9 +113,9 @@ def reference_step(teacher, student, x, layer, opt, amp, full_teacher=True):
     return loss.detach()
 
 def as_reference(teacher, student, kind):
-    "Set the blocks' attention as the reference computes it: all explicit (`eager`) or explicit only where distilled (`official`)."
+    "Set the blocks as the reference computes them: timm's `Mlp`, attention all explicit (`eager`) or explicit only where distilled (`official`)."
     for m in (teacher, student):
-        for blk in m.blocks: blk.attn.fused_attn = kind == "official"
+        for blk in m.blocks: blk.attn.fused_attn, blk.mlp.__class__ = kind == "official", Mlp
     return teacher, student
 
 def step_fn(a, variant):
@@ -127,6 +130,7 @@ def check_same_math(a):
     "HAD loss and gradients of one fp32 step of ours and the reference on the same batch, or exit with an error."
     teacher, student, x = build(a)
     rt, rs = as_reference(copy.deepcopy(teacher), copy.deepcopy(student), a.reference)
+    teacher = vit_through(teacher, a.layer)
     with torch.no_grad():  # the written-out block is timm's own eager block
         blk = copy.deepcopy(rt.blocks[0]); blk.attn.fused_attn = False
         h = torch.randn(2, *rt.pos_embed.shape[1:], device=a.device)
@@ -158,7 +162,7 @@ CPU_SDPA_FLOPS = {  # FlopCounterMode has no formula for the CPU flash-attention
 def step_flops(a, variant) -> int:
     "FLOPs of one step (forward and backward; the optimiser's element-wise work is not counted)."
     teacher, student, x = build(a)
-    if variant != "ours": as_reference(teacher, student, a.reference)
+    teacher, student = as_reference(teacher, student, a.reference) if variant != "ours" else (vit_through(teacher, a.layer), student)
     opt = optimizer(student, a.recipe)
     with FlopCounterMode(display=False, custom_mapping=CPU_SDPA_FLOPS) as fc: step_fn(a, variant)(teacher, student, x, opt)
     return fc.get_total_flops()
@@ -205,7 +209,7 @@ def measure(a) -> dict:
     "Time ours and the reference step by step in turn (the order alternating each round), then measure the memory of a step of each."
     teacher, student, x = build(a)
     initial = copy.deepcopy(student) if a.learner else None  # the Learner starts from the same weights
-    models = dict(ours=(teacher, student), reference=as_reference(copy.deepcopy(teacher), copy.deepcopy(student), a.reference))
+    models = dict(ours=(vit_through(teacher, a.layer), student), reference=as_reference(copy.deepcopy(teacher), copy.deepcopy(student), a.reference))
     opts = {v: optimizer(s, a.recipe) for v, (_, s) in models.items()}
     steps = {v: step_fn(a, v) for v in models}
     times, step_peak = {v: [] for v in models}, dict.fromkeys(models, 0)
@@ -227,7 +231,7 @@ def measure(a) -> dict:
         med = statistics.median(times[v])
         res[v] = dict(step_s=med, step_s_all=times[v], images_per_s=a.batch / med, alive_bytes=alive,
                       step_peak_bytes=step_peak[v], peak_bytes=alive + step_peak[v])
-    if a.learner: res["learner"] = measure_learner(a, teacher, initial, x)
+    if a.learner: res["learner"] = measure_learner(a, vit_through(teacher, a.layer), initial, x)
     return res
 
 def measure_learner(a, teacher, student, x) -> dict:
@@ -315,7 +319,7 @@ if __name__ == "__main__":
     print(f"\n{mem_what}")
     print(f"throughput ours/reference   {thr:6.2f}x   goal >= {GOALS['throughput']}x  {verdict(thr >= GOALS['throughput'])}")
     print(f"peak memory ours/reference  {mem:6.2f}x   goal <= {GOALS['memory']}x  {verdict(mem <= GOALS['memory'])}")
-    print(f"step memory ours/reference  {step_mem:6.2f}x   (the part that differs: the weights and AdamW state are the same)")
+    print(f"step memory ours/reference  {step_mem:6.2f}x   (what a step allocates; the weights held differ by the teacher's blocks after `layer`)")
     print(f"ours / matmul peak          {100 * frac:6.1f}%   goal >= {100 * GOALS['peak_fraction']:.0f}%  {verdict(frac >= GOALS['peak_fraction'])}")
     if a.json:
         out = dict(machine=m, sizes=sizes, preset=a.preset, steps=a.steps, warmup=a.warmup, same_math=same, results=res, flops=flops,

@@ -16,8 +16,9 @@ import pandas as pd, torch
 from fastai.torch_core import set_seed
 from timm.models.vision_transformer import VisionTransformer
 from .config import Preset, Settings
+from .attention import vit_through
 from .distill import distill, resolve_target, unip_student
-from .distributed import rank0_first, rank_batch
+from .distributed import rank0_first, rank_batch, train_device
 from .files import atomic_torch_save, atomic_write_text, held_lock, remove_file, stable_hash
 from .infmix import InfMixSpec, build_infmix, infmix_variants
 from .nmi import folder_photos, layer_means, layerwise_nmi, photo_crops, select_hybrid_layer
@@ -176,7 +177,7 @@ def run_ablation(ablation: Ablation, preset: Preset, seed: int, settings: Settin
                  infmix_sources: list[str] | None = None, s: float = 0.09, stage=_untimed) -> dict:
     "Teacher -> NMI layer choice -> InfMix -> distillation -> fine-tuning and linear probing: the metrics of one run, resuming a killed one."
     with stage("data"): roots = rank0_first(study_roots, preset, settings)
-    with stage("teacher"): teacher = teacher_for(preset, settings, progress=False)
+    with stage("teacher"): teacher = teacher_for(preset, settings, progress=False).to(train_device())
     with stage("teacher_nmi"): nmi = teacher_layer_nmi(teacher, roots["in1k"], preset)
     means = layer_means(nmi)
     target = ablation.target if teacher_layer is None or ablation.target == "none" else teacher_layer
@@ -185,6 +186,7 @@ def run_ablation(ablation: Ablation, preset: Preset, seed: int, settings: Settin
     tid = teacher_id(preset, settings)
     if ablation.backbone == "teacher": backbone, made = teacher, dict(cached=True)
     else:
+        if resolved is not None: teacher = vit_through(teacher, resolved[1])  # nothing after the distilled layer is needed: let it go
         with stage("distill"): backbone, made = distilled_student(teacher, resolved, mix, preset, seed, settings.cache_dir, tid)
     work = Path(settings.cache_dir)/"runs"/stable_hash(dict(run_config(ablation, preset, seed, teacher_layer, infmix_sources, s), teacher=tid))
     scores, resumed = segmentation_scores(backbone, roots, preset, seed, work, stage)

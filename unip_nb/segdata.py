@@ -15,7 +15,7 @@ import numpy as np, torch
 import torch.nn.functional as F
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
-from .distributed import sharded
+from .distributed import sharded, train_device
 from .files import read_image
 from torch import Tensor
 from torch.utils.data import Dataset
@@ -188,4 +188,4 @@ def seg_dataloaders(root: Path, spec: SegDatasetSpec|str, crop: int|tuple, bs: i
     train.rng = random.Random(seed)  # fastai draws each epoch's order from this generator
     train = sharded(train)  # this rank's share under torchrun
     valid = DataLoader(valid_ds, bs=1, shuffle=False, num_workers=num_workers)
-    return DataLoaders(train, valid, path=root, device="cpu")
+    return DataLoaders(train, valid, path=root, device=train_device())

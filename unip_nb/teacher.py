@@ -28,7 +28,7 @@ from torchvision import transforms
 from torchvision.transforms import InterpolationMode
 from .attention import create_vit
 from .config import Preset, PretrainRecipe, Settings
-from .distributed import barrier, sharded
+from .distributed import barrier, sharded, train_device
 from .files import atomic_torch_save, atomic_write_text, held_lock, remove_file, stable_hash
 from .infmix import InfMixSpec, build_infmix, load_image
 from .synthetic import sizes_key, generate_embedded
@@ -248,7 +248,7 @@ def mae_dataloaders(paths: list, size: int, bs: int) -> DataLoaders:
     "Shuffled full batches of `(image, image)` from image files `paths`, and an empty validation loader."
     train = sharded(DataLoader(list(paths), bs=bs, shuffle=True, drop_last=True, after_item=partial(_autoencoder_item, tf=mae_transform(size))))
     if len(train) == 0: raise ValueError(f"{len(paths)} images make no full batch of {bs}: generate more embedded data or lower the batch size")
-    return DataLoaders(train, DataLoader([]))
+    return DataLoaders(train, DataLoader([]), device=train_device())
 
 def mae_decoder_args(embed_dim: int) -> dict:
     "This project's MAE decoder for an encoder of width `embed_dim`: 2/3 of its width (a multiple of 32), 4 blocks, heads of 32 channels."

@@ -106,7 +106,7 @@ class EpochCheckpoint(Callback):
 
     def _rngs(self) -> list[dict]:
         "The random states of every rank."
-        mine = dict(torch=torch.get_rng_state(), cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        mine = dict(torch=torch.get_rng_state(), cuda=torch.cuda.get_rng_state() if torch.cuda.is_available() else None,  # this rank's GPU only
                     numpy=np.random.get_state(), python=random.getstate(), loader=self.dls.train.rng.getstate())
         if not is_distributed(): return [mine]
         every = [None] * world()[1]
@@ -136,7 +136,7 @@ class EpochCheckpoint(Callback):
         self.learn.recorder.smooth_loss.count, self.learn.recorder.smooth_loss.val = ck["smooth_loss"]
         rng = ck["rng"][world()[0]]
         torch.set_rng_state(rng["torch"]); np.random.set_state(rng["numpy"]); random.setstate(rng["python"]); self.dls.train.rng.setstate(rng["loader"])
-        if rng["cuda"] is not None: torch.cuda.set_rng_state_all(rng["cuda"])
+        if rng["cuda"] is not None: torch.cuda.set_rng_state(rng["cuda"])
         self.saved_values = ck["values"]  # the losses of the epochs skipped; the rest of the checkpoint is loaded above
         self.start = self.resumed_from = ck["epoch"] + 1
         self.learn.train_iter = self.start * len(self.dls.train)
