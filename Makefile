@@ -5,7 +5,7 @@ PRESET ?= default
 JOBS   ?= 2
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup test study lab export readme
+.PHONY: setup test test-gpu study lab export readme
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -16,9 +16,14 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# the tests run on the CPU even beside a GPU: the resume tests compare metrics to the last digit
 test: setup
-	$(BIN)/nbdev-test --n-workers 1 --do-print
-	$(BIN)/python -m pytest -q
+	CUDA_VISIBLE_DEVICES= $(BIN)/nbdev-test --n-workers 1 --do-print
+	CUDA_VISIBLE_DEVICES= $(BIN)/python -m pytest -q
+
+test-gpu: setup
+	$(BIN)/nbdev-test --n-workers 1 --do-print --flags gpu nbs/06_training.ipynb
+	$(BIN)/python benchmarks/distill_step.py --device cuda --preset paper --batch 32 --amp bf16 --learner
 
 study: setup
 	$(BIN)/unip-nb study --preset $(PRESET) --jobs $(JOBS)

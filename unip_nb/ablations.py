@@ -18,7 +18,7 @@ from timm.models.vision_transformer import VisionTransformer
 from .config import Preset, Settings
 from .attention import vit_through
 from .distill import distill, resolve_target, unip_student
-from .distributed import rank0_first, rank_batch, train_device
+from .distributed import from_rank0, rank0_first, rank_batch, train_device
 from .files import atomic_torch_save, atomic_write_text, held_lock, remove_file, stable_hash
 from .infmix import InfMixSpec, build_infmix, infmix_variants
 from .nmi import folder_photos, layer_means, layerwise_nmi, photo_crops, select_hybrid_layer
@@ -114,7 +114,7 @@ def distilled_student(teacher: VisionTransformer, target: tuple | None, mix: Inf
     student = unip_student(preset.student_arch, preset.img_size, last_heads=heads)
     info = dict(teacher=tid, target=target, infmix={k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(mix).items()},
                 recipe=asdict(preset.distill), student=preset.student_arch, img_size=preset.img_size, seed=seed, version=STUDENT_VERSION,
-                **({"amp": preset.amp} if preset.amp else {}))
+                **({"amp": preset.amp} if preset.amp else {}), **({"num_workers": preset.num_workers} if preset.num_workers else {}))
     if target is None: return student, dict(info, cached=False, losses=[])
     path = Path(cache_dir)/"student"/f"{stable_hash(info)}.pt"
     if path.exists():
@@ -123,7 +123,7 @@ def distilled_student(teacher: VisionTransformer, target: tuple | None, mix: Inf
     with held_lock(path.with_suffix(".lock")):
         checkpoint = path.with_suffix(".partial.pt")
         student, fit = distill(student, teacher, build_infmix(mix, progress=False), preset.distill, *target, preset.img_size, seed,
-                             checkpoint=checkpoint, amp=preset.amp, compile=preset.compile)
+                             checkpoint=checkpoint, amp=preset.amp, compile=preset.compile, num_workers=preset.num_workers)
         info = dict(info, losses=fit["losses"], resumed_from_epoch=fit["resumed_from"])
         atomic_write_text(path.with_suffix(".json"), json.dumps(info, indent=2, default=str))
         atomic_torch_save(student.state_dict(), path)
@@ -161,7 +161,7 @@ def segmentation_scores(backbone: VisionTransformer, roots: dict[str, Path], pre
                     continue
                 with stage(key):
                     set_seed(seed, reproducible=True)
-                    dls = seg_dataloaders(roots[name], name, crop=r.crop, bs=rank_batch(r.batch_size), seed=seed)
+                    dls = seg_dataloaders(roots[name], name, crop=r.crop, bs=rank_batch(r.batch_size), seed=seed, num_workers=preset.num_workers)
                     b = backbone_copy(backbone, r.crop)
                     model = upernet(b, k, r.decoder_channels) if mode == "ft" else LinearProbe(b, spread_layers(len(b.blocks)), k)
                     fit = train_segmenter(model, dls, r, name, layer_decay=mode == "ft", checkpoint=checkpoint, amp=preset.amp, compile=preset.compile)
@@ -181,7 +181,7 @@ def run_ablation(ablation: Ablation, preset: Preset, seed: int, settings: Settin
     with stage("teacher_nmi"): nmi = teacher_layer_nmi(teacher, roots["in1k"], preset)
     means = layer_means(nmi)
     target = ablation.target if teacher_layer is None or ablation.target == "none" else teacher_layer
-    resolved = resolve_target(target, len(teacher.blocks), nmi, s)
+    resolved = from_rank0(resolve_target(target, len(teacher.blocks), nmi, s))  # one layer for all ranks
     mix = infmix_spec(roots, ablation.infmix, infmix_sources)
     tid = teacher_id(preset, settings)
     if ablation.backbone == "teacher": backbone, made = teacher, dict(cached=True)

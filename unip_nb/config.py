@@ -138,6 +138,7 @@ class Preset:
     data_seed: int = 0          # seed of the generated data (fixed across run seeds: the data is the benchmark)
     amp: str | None = None      # "bf16" or "fp16": CUDA autocast in distillation and fine-tuning; None: fp32
     compile: bool = False       # run the trained models through torch.compile
+    num_workers: int = 0        # data-loading processes per rank (each draws its augmentations from its own seed)
 
     @property
     def needs_real_data(self) -> bool:
@@ -165,7 +166,7 @@ PRESETS = {p.name: p for p in [
            teacher_layer=18, nmi_images=256, batch_size=32, seeds=(0, 1, 2),
            distill=PretrainRecipe(epochs=100, batch_size=4096, warmup_epochs=5, accum=8),
            seg=SegRecipe(crop=512, stride=341, batch_size=8, decoder_channels=384,
-                         iters=(("soda", 14400, 1500), ("mfnet", 9800, 1000), ("scutseg", 16800, 1700))), amp="bf16"),
+                         iters=(("soda", 14400, 1500), ("mfnet", 9800, 1000), ("scutseg", 16800, 1700))), amp="bf16", num_workers=8),
 ]}
 
 # %% ../nbs/00_config.ipynb #3e1705b2

@@ -22,7 +22,7 @@ from timm.models.vision_transformer import Block, VisionTransformer
 from torch import Tensor, nn
 from .attention import attention_logits, create_vit, vit_tokens
 from .config import PretrainRecipe
-from .distributed import sharded, train_device
+from .distributed import pin_batches, sharded, train_device
 from .infmix import infmix_torch
 from .nmi import select_hybrid_layer
 from .teacher import fix_sincos_pos_embed, mae_init_vit
@@ -144,7 +144,7 @@ class _Images(torch.utils.data.Dataset):
 def pretrain_dataloaders(ds: datasets.Dataset, size: int, batch_size: int, seed: int = 0, num_workers: int = 0) -> DataLoaders:
     "Shuffled, augmented InfMix batches for pre-training (and an empty validation loader)."
     if len(ds) < batch_size: raise ValueError(f"InfMix has {len(ds)} images, fewer than one batch of {batch_size}")
-    train = DataLoader(_Images(infmix_torch(ds, size)), bs=batch_size, shuffle=True, drop_last=True, num_workers=num_workers)
+    train = DataLoader(_Images(infmix_torch(ds, size)), bs=batch_size, shuffle=True, drop_last=True, num_workers=num_workers, pin_memory=pin_batches())
     train.rng.seed(seed)  # alike on every rank under torchrun
     train = sharded(train)
     return DataLoaders(train, DataLoader([], bs=batch_size), device=train_device())
@@ -168,10 +168,10 @@ def check_pair(teacher: VisionTransformer, student: VisionTransformer) -> None:
 
 def distill(student: VisionTransformer, teacher: VisionTransformer, ds: datasets.Dataset, recipe: PretrainRecipe, kind: str, layer: int,
             size: int, seed: int = 0, progress: bool = False, checkpoint: Path | None = None, amp: str | None = None,
-            compile: bool = False) -> tuple[VisionTransformer, dict]:
-    "Distil `teacher` layer `layer` into `student` on InfMix `ds` (see `fit_resumable` for the options); the student, its loss per epoch and the epoch resumed at."
+            compile: bool = False, num_workers: int = 0) -> tuple[VisionTransformer, dict]:
+    "Distil `teacher` layer `layer` into `student` on InfMix `ds` (see `fit_resumable` for the options; `num_workers` loading processes); the student, its loss per epoch and the epoch resumed at."
     check_pair(teacher, student)
     module = AttentionStudent(student) if kind == "attention" else FeatureStudent(student, teacher.embed_dim)
-    dls = pretrain_dataloaders(ds, size, split_batch(recipe), seed)
+    dls = pretrain_dataloaders(ds, size, split_batch(recipe), seed, num_workers)
     fit = fit_resumable(distill_learner(module, teacher, dls, recipe, kind, layer), recipe.epochs, checkpoint, "distill", progress, amp=amp, compile=compile)
     return student.eval(), fit

@@ -15,7 +15,7 @@ import numpy as np, torch
 import torch.nn.functional as F
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
-from .distributed import sharded, train_device
+from .distributed import pin_batches, sharded, train_device
 from .files import read_image
 from torch import Tensor
 from torch.utils.data import Dataset
@@ -184,7 +184,7 @@ def seg_dataloaders(root: Path, spec: SegDatasetSpec|str, crop: int|tuple, bs: i
     valid_ds = SegDataset(root, spec, valid_split)
     if bs > len(train_ds): raise ValueError(
         f"batch size {bs} is larger than the {len(train_ds)} training images of {train_ds.spec.name} at {root}; with drop_last no batch is left")
-    train = DataLoader(train_ds, bs=bs, shuffle=True, drop_last=True, num_workers=num_workers)
+    train = DataLoader(train_ds, bs=bs, shuffle=True, drop_last=True, num_workers=num_workers, pin_memory=pin_batches())
     train.rng = random.Random(seed)  # fastai draws each epoch's order from this generator
     train = sharded(train)  # this rank's share under torchrun
     valid = DataLoader(valid_ds, bs=1, shuffle=False, num_workers=num_workers)

@@ -28,7 +28,7 @@ from torchvision import transforms
 from torchvision.transforms import InterpolationMode
 from .attention import create_vit
 from .config import Preset, PretrainRecipe, Settings
-from .distributed import barrier, sharded, train_device
+from .distributed import barrier, pin_batches, sharded, train_device
 from .files import atomic_torch_save, atomic_write_text, held_lock, remove_file, stable_hash
 from .infmix import InfMixSpec, build_infmix, load_image
 from .synthetic import sizes_key, generate_embedded
@@ -244,9 +244,10 @@ def _autoencoder_item(path: str, tf) -> tuple[Tensor, Tensor]:
     x = tf(load_image(path))
     return x, x
 
-def mae_dataloaders(paths: list, size: int, bs: int) -> DataLoaders:
-    "Shuffled full batches of `(image, image)` from image files `paths`, and an empty validation loader."
-    train = sharded(DataLoader(list(paths), bs=bs, shuffle=True, drop_last=True, after_item=partial(_autoencoder_item, tf=mae_transform(size))))
+def mae_dataloaders(paths: list, size: int, bs: int, num_workers: int = 0) -> DataLoaders:
+    "Shuffled full batches of `(image, image)` from image files `paths` (read by `num_workers` processes), and an empty validation loader."
+    train = sharded(DataLoader(list(paths), bs=bs, shuffle=True, drop_last=True, after_item=partial(_autoencoder_item, tf=mae_transform(size)),
+                               num_workers=num_workers, pin_memory=pin_batches()))
     if len(train) == 0: raise ValueError(f"{len(paths)} images make no full batch of {bs}: generate more embedded data or lower the batch size")
     return DataLoaders(train, DataLoader([]), device=train_device())
 
@@ -270,8 +271,8 @@ def fit_mae(learn: Learner, recipe: PretrainRecipe, progress: bool = True, check
 
 @torch.no_grad()
 def mae_probe_loss(mae: MAE, imgs: Tensor, seed: int = 0) -> float:
-    "MAE loss of `imgs` in eval mode with masks drawn from `seed`, leaving the global random state as it was."
-    was_training = mae.training
+    "MAE loss of `imgs` (moved to the model's device) in eval mode with masks drawn from `seed`, leaving the global random state as it was."
+    was_training, imgs = mae.training, imgs.to(next(mae.parameters()).device)
     mae.eval()
     with torch.random.fork_rng():
         torch.manual_seed(seed)
@@ -291,7 +292,8 @@ def teacher_config(preset: Preset) -> dict:
     width = create_vit(preset.teacher_arch, preset.img_size).embed_dim
     return dict(arch=preset.teacher_arch, img_size=preset.img_size, recipe=asdict(preset.teacher_pretrain), embedded=asdict(preset.embedded),
                 data_seed=preset.data_seed, data_key=sizes_key(preset.embedded, preset.data_seed),
-                mae=dict(mae_decoder_args(width), mask_ratio=MASK_RATIO, norm_pix_loss=NORM_PIX_LOSS), version=TEACHER_VERSION)
+                mae=dict(mae_decoder_args(width), mask_ratio=MASK_RATIO, norm_pix_loss=NORM_PIX_LOSS), version=TEACHER_VERSION,
+                **({"num_workers": preset.num_workers} if preset.num_workers else {}))  # workers draw other augmentations
 
 def teacher_key(preset: Preset) -> str:
     "Short hash of `teacher_config(preset)`, naming the cached teacher."
@@ -313,7 +315,7 @@ def pretrain_teacher(preset: Preset, data_root: Path, cache_dir: Path, progress:
     with held_lock(out.with_suffix(".lock")):
         paths = build_infmix(InfMixSpec(in1k=root/"in1k", coco=root/"coco", gray=False), progress=progress)["path"]
         mae = init_mae(preset)
-        dls = mae_dataloaders(paths, preset.img_size, split_batch(recipe))
+        dls = mae_dataloaders(paths, preset.img_size, split_batch(recipe), preset.num_workers)
         with torch.random.fork_rng():
             torch.manual_seed(preset.data_seed)
             probe = torch.stack([mae_transform(preset.img_size)(load_image(p)) for p in paths[:PROBE_IMAGES]])
