@@ -209,7 +209,8 @@ def measure(a) -> dict:
     "Time ours and the reference step by step in turn (the order alternating each round), then measure the memory of a step of each."
     teacher, student, x = build(a)
     initial = copy.deepcopy(student) if a.learner else None  # the Learner starts from the same weights
-    models = dict(ours=(vit_through(teacher, a.layer), student), reference=as_reference(copy.deepcopy(teacher), copy.deepcopy(student), a.reference))
+    cut = vit_through(teacher, a.layer)
+    models = dict(ours=(cut, student), reference=as_reference(copy.deepcopy(teacher), copy.deepcopy(student), a.reference))
     opts = {v: optimizer(s, a.recipe) for v, (_, s) in models.items()}
     steps = {v: step_fn(a, v) for v in models}
     times, step_peak = {v: [] for v in models}, dict.fromkeys(models, 0)
@@ -231,7 +232,7 @@ def measure(a) -> dict:
         med = statistics.median(times[v])
         res[v] = dict(step_s=med, step_s_all=times[v], images_per_s=a.batch / med, alive_bytes=alive,
                       step_peak_bytes=step_peak[v], peak_bytes=alive + step_peak[v])
-    if a.learner: res["learner"] = measure_learner(a, vit_through(teacher, a.layer), initial, x)
+    if a.learner: res["learner"] = measure_learner(a, cut, initial, x)
     return res
 
 def measure_learner(a, teacher, student, x) -> dict:

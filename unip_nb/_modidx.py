@@ -26,6 +26,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'unip_nb.attention.vit_tokens': ('attention.html#vit_tokens', 'unip_nb/attention.py')},
             'unip_nb.config': { 'unip_nb.config.EmbeddedSizes': ('config.html#embeddedsizes', 'unip_nb/config.py'),
                                 'unip_nb.config.Preset': ('config.html#preset', 'unip_nb/config.py'),
+                                'unip_nb.config.Preset.changed': ('config.html#preset.changed', 'unip_nb/config.py'),
                                 'unip_nb.config.Preset.needs_real_data': ('config.html#preset.needs_real_data', 'unip_nb/config.py'),
                                 'unip_nb.config.PretrainRecipe': ('config.html#pretrainrecipe', 'unip_nb/config.py'),
                                 'unip_nb.config.SegRecipe': ('config.html#segrecipe', 'unip_nb/config.py'),

@@ -114,7 +114,7 @@ def distilled_student(teacher: VisionTransformer, target: tuple | None, mix: Inf
     student = unip_student(preset.student_arch, preset.img_size, last_heads=heads)
     info = dict(teacher=tid, target=target, infmix={k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(mix).items()},
                 recipe=asdict(preset.distill), student=preset.student_arch, img_size=preset.img_size, seed=seed, version=STUDENT_VERSION,
-                **({"amp": preset.amp} if preset.amp else {}), **({"num_workers": preset.num_workers} if preset.num_workers else {}))
+                **preset.changed("amp", "num_workers"))
     if target is None: return student, dict(info, cached=False, losses=[])
     path = Path(cache_dir)/"student"/f"{stable_hash(info)}.pt"
     if path.exists():

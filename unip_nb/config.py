@@ -145,6 +145,10 @@ class Preset:
         "The paper scale reads real data and checkpoints, and needs a GPU."
         return self.embedded is None
 
+    def changed(self, *names: str) -> dict:
+        "The fields `names` that differ from their defaults: cache keys made before those fields existed stay valid."
+        return {n: getattr(self, n) for n in names if getattr(self, n) != self.__dataclass_fields__[n].default}
+
 PRESETS = {p.name: p for p in [
     Preset("smoke", img_size=64, teacher_layer=4, nmi_images=8, batch_size=8,
            teacher_arch=dict(patch_size=8, embed_dim=96, depth=6, num_heads=6),

@@ -293,7 +293,7 @@ def teacher_config(preset: Preset) -> dict:
     return dict(arch=preset.teacher_arch, img_size=preset.img_size, recipe=asdict(preset.teacher_pretrain), embedded=asdict(preset.embedded),
                 data_seed=preset.data_seed, data_key=sizes_key(preset.embedded, preset.data_seed),
                 mae=dict(mae_decoder_args(width), mask_ratio=MASK_RATIO, norm_pix_loss=NORM_PIX_LOSS), version=TEACHER_VERSION,
-                **({"num_workers": preset.num_workers} if preset.num_workers else {}))  # workers draw other augmentations
+                **preset.changed("num_workers"))  # workers draw other augmentations
 
 def teacher_key(preset: Preset) -> str:
     "Short hash of `teacher_config(preset)`, naming the cached teacher."
