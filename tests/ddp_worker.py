@@ -1,5 +1,7 @@
 """A few distillation steps of a tiny student through the library's `distill_learner` and `fit_resumable`: DDP when started by
-torchrun, one process otherwise. Writes this rank's recorded losses to `<out>/losses-<rank>.json`; rank 0 writes the checkpoint."""
+torchrun, one process otherwise; then `evaluate` of a small segmenter on 5 test images (each rank scores its share) and a value
+`from_rank0` computes on rank 0 alone. Writes this rank's recorded losses, confusion matrix and value to `<out>/losses-<rank>.json`;
+rank 0 writes the checkpoint."""
 import json, os, sys
 from pathlib import Path
 import torch
@@ -9,8 +11,9 @@ from fastai.torch_core import set_seed
 from unip_nb.attention import create_vit
 from unip_nb.config import PretrainRecipe
 from unip_nb.distill import AttentionStudent, distill_learner, unip_student
-from unip_nb.distributed import close_distributed, init_distributed, sharded
+from unip_nb.distributed import close_distributed, eval_sharded, from_rank0, init_distributed, sharded
 from unip_nb.files import world
+from unip_nb.segment import evaluate
 from unip_nb.training import fit_resumable, split_batch
 
 out = Path(sys.argv[1])
@@ -27,5 +30,10 @@ train.rng.seed(0)  # every rank draws the same epoch order
 train = sharded(train)
 learn = distill_learner(AttentionStudent(student), teacher, DataLoaders(train, DataLoader([], bs=1)), recipe, "attention", 2)
 fit = fit_resumable(learn, recipe.epochs, out/"student.partial.pt", "distill")
-(out/f"losses-{rank}.json").write_text(json.dumps(dict(fit, world=size, batch_per_rank=split_batch(recipe), steps=len(learn.dls.train))))
+set_seed(1)
+segmenter = torch.nn.Conv2d(3, 3, 1)
+test_set = DataLoader(list(zip(torch.randn(5, 3, 12, 16), torch.randint(0, 3, (5, 12, 16)))), bs=1)
+conf = evaluate(segmenter, test_set, 3, crop=8, stride=6)["conf"]
+(out/f"losses-{rank}.json").write_text(json.dumps(dict(fit, world=size, batch_per_rank=split_batch(recipe), steps=len(learn.dls.train),
+                                                       conf=conf.tolist(), scored=len(eval_sharded(test_set)), from_rank0=from_rank0(lambda: world()[0]))))
 close_distributed()

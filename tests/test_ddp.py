@@ -1,4 +1,4 @@
-"Two gloo processes on the CPU under torchrun against one process: same losses on both ranks, same checkpoint as one process."
+"Two gloo processes on the CPU under torchrun against one process: same losses on both ranks, same checkpoint and test-set counts as one process."
 import json, os, subprocess, sys
 from pathlib import Path
 import torch
@@ -27,6 +27,11 @@ def test_ddp_matches_one_process(tmp_path):
     a, b = ddp["checkpoint"]["model"], one["checkpoint"]["model"]
     assert a.keys() == b.keys() and not any(k.startswith("module.") for k in a)
     for k in a: torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=lambda m: f"{k}: {m}")
+    confs = [r["conf"] for r in (ddp["ranks"][0], ddp["ranks"][1], one["ranks"][0])]
+    assert confs[0] == confs[1] == confs[2], "the ranks' shares of the test set add up to the single process's counts"
+    assert [ddp["ranks"][r]["scored"] for r in (0, 1)] == [3, 2] and one["ranks"][0]["scored"] == 5, "each rank scores its share"
+    assert sum(map(sum, confs[0])) == 5 * 12 * 16, "every test pixel counted once: no image repeated or dropped"
+    assert [ddp["ranks"][r]["from_rank0"] for r in (0, 1)] == [0, 0], "rank 1 gets rank 0's value"
 
 def test_torchrun_runs_an_ablation_the_study_reuses(tmp_path):
     "`unip-nb run` under torchrun (2 gloo processes) trains every stage with DDP; `unip-nb study` then reuses its record."

@@ -178,10 +178,10 @@ def run_ablation(ablation: Ablation, preset: Preset, seed: int, settings: Settin
     "Teacher -> NMI layer choice -> InfMix -> distillation -> fine-tuning and linear probing: the metrics of one run, resuming a killed one."
     with stage("data"): roots = rank0_first(study_roots, preset, settings)
     with stage("teacher"): teacher = teacher_for(preset, settings, progress=False).to(train_device())
-    with stage("teacher_nmi"): nmi = teacher_layer_nmi(teacher, roots["in1k"], preset)
+    with stage("teacher_nmi"): nmi = from_rank0(teacher_layer_nmi, teacher, roots["in1k"], preset)  # measured once: one layer for all ranks
     means = layer_means(nmi)
     target = ablation.target if teacher_layer is None or ablation.target == "none" else teacher_layer
-    resolved = from_rank0(resolve_target(target, len(teacher.blocks), nmi, s))  # one layer for all ranks
+    resolved = resolve_target(target, len(teacher.blocks), nmi, s)
     mix = infmix_spec(roots, ablation.infmix, infmix_sources)
     tid = teacher_id(preset, settings)
     if ablation.backbone == "teacher": backbone, made = teacher, dict(cached=True)

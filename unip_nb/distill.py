@@ -15,14 +15,13 @@ import torch.nn.functional as F
 from fastai.callback.core import Callback
 from fastai.callback.fp16 import MixedPrecision
 from fastai.data.core import DataLoaders
-from fastai.data.load import DataLoader
 from fastai.learner import Learner
 from timm.layers import DropPath, Mlp
 from timm.models.vision_transformer import Block, VisionTransformer
 from torch import Tensor, nn
 from .attention import attention_logits, create_vit, vit_tokens
 from .config import PretrainRecipe
-from .distributed import pin_batches, sharded, train_device
+from .distributed import training_dataloaders
 from .infmix import infmix_torch
 from .nmi import select_hybrid_layer
 from .teacher import fix_sincos_pos_embed, mae_init_vit
@@ -144,10 +143,7 @@ class _Images(torch.utils.data.Dataset):
 def pretrain_dataloaders(ds: datasets.Dataset, size: int, batch_size: int, seed: int = 0, num_workers: int = 0) -> DataLoaders:
     "Shuffled, augmented InfMix batches for pre-training (and an empty validation loader)."
     if len(ds) < batch_size: raise ValueError(f"InfMix has {len(ds)} images, fewer than one batch of {batch_size}")
-    train = DataLoader(_Images(infmix_torch(ds, size)), bs=batch_size, shuffle=True, drop_last=True, num_workers=num_workers, pin_memory=pin_batches())
-    train.rng.seed(seed)  # alike on every rank under torchrun
-    train = sharded(train)
-    return DataLoaders(train, DataLoader([], bs=batch_size), device=train_device())
+    return training_dataloaders(_Images(infmix_torch(ds, size)), batch_size, seed, num_workers=num_workers)
 
 def distill_learner(student: nn.Module, teacher: VisionTransformer, dls: DataLoaders, recipe: PretrainRecipe, kind: str, layer: int) -> Learner:
     "A fastai Learner distilling `teacher` layer `layer` into `student` with the official optimiser and schedule."

@@ -8,14 +8,13 @@ __all__ = ['IGNORE_INDEX', 'THERMAL_MEAN', 'THERMAL_STD', 'SEG_DATASETS', 'SegDa
            'SegDataset', 'seg_dataloaders']
 
 # %% ../nbs/05_segdata.ipynb #44c21fb6
-import random
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np, torch
 import torch.nn.functional as F
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
-from .distributed import pin_batches, sharded, train_device
+from .distributed import training_dataloaders
 from .files import read_image
 from torch import Tensor
 from torch.utils.data import Dataset
@@ -184,8 +183,5 @@ def seg_dataloaders(root: Path, spec: SegDatasetSpec|str, crop: int|tuple, bs: i
     valid_ds = SegDataset(root, spec, valid_split)
     if bs > len(train_ds): raise ValueError(
         f"batch size {bs} is larger than the {len(train_ds)} training images of {train_ds.spec.name} at {root}; with drop_last no batch is left")
-    train = DataLoader(train_ds, bs=bs, shuffle=True, drop_last=True, num_workers=num_workers, pin_memory=pin_batches())
-    train.rng = random.Random(seed)  # fastai draws each epoch's order from this generator
-    train = sharded(train)  # this rank's share under torchrun
     valid = DataLoader(valid_ds, bs=1, shuffle=False, num_workers=num_workers)
-    return DataLoaders(train, valid, path=root, device=train_device())
+    return training_dataloaders(train_ds, bs, seed, valid, path=root, num_workers=num_workers)

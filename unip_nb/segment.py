@@ -23,6 +23,7 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor, nn
 from .attention import attention_maps, check_layers, vit_tokens
 from .config import SegRecipe
+from .distributed import eval_sharded, sum_over_ranks
 from .segdata import IGNORE_INDEX, SegDataset
 from .training import NaNGuard, adamw, epochs_for, fit_resumable, group_lrs, param_groups, warmup_poly
 
@@ -204,16 +205,17 @@ def slide_inference(model: nn.Module, img: Tensor, num_classes: int, crop: int |
 
 # %% ../nbs/09_segment.ipynb #48e0cae0
 def evaluate(model: nn.Module, dl, num_classes: int, crop: int | tuple, stride: int | tuple) -> dict:
-    "mmseg's mIoU of `model` on the full images of `dl` with sliding-window inference: `miou`, per-class `iou`, `conf`."
+    "mmseg's mIoU of `model` on the full images of `dl` with sliding-window inference (under torchrun each rank scores its share): `miou`, per-class `iou`, `conf`."
     device, was_training = next(model.parameters()).device, model.training
     conf = torch.zeros(num_classes, num_classes, dtype=torch.long)
     model.eval()
     try:
         with torch.no_grad():
-            for img, target in dl:
+            for img, target in eval_sharded(dl):
                 pred = slide_inference(model, img.to(device), num_classes, crop, stride).argmax(1)
                 conf += confusion_matrix(pred, target.to(device), num_classes)
     finally: model.train(was_training)
+    conf = sum_over_ranks(conf)
     return dict(miou=mean_iou(conf), iou=iou_per_class(conf).tolist(), conf=conf)
 
 # %% ../nbs/09_segment.ipynb #e65f24de

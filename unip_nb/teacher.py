@@ -17,7 +17,6 @@ from functools import partial
 from pathlib import Path
 import torch
 from fastai.data.core import DataLoaders
-from fastai.data.load import DataLoader
 from fastai.learner import Learner
 from fastai.torch_core import set_seed
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
@@ -28,7 +27,7 @@ from torchvision import transforms
 from torchvision.transforms import InterpolationMode
 from .attention import create_vit
 from .config import Preset, PretrainRecipe, Settings
-from .distributed import barrier, pin_batches, sharded, train_device
+from .distributed import barrier, training_dataloaders
 from .files import atomic_torch_save, atomic_write_text, held_lock, remove_file, stable_hash
 from .infmix import InfMixSpec, build_infmix, load_image
 from .synthetic import sizes_key, generate_embedded
@@ -246,10 +245,9 @@ def _autoencoder_item(path: str, tf) -> tuple[Tensor, Tensor]:
 
 def mae_dataloaders(paths: list, size: int, bs: int, num_workers: int = 0) -> DataLoaders:
     "Shuffled full batches of `(image, image)` from image files `paths` (read by `num_workers` processes), and an empty validation loader."
-    train = sharded(DataLoader(list(paths), bs=bs, shuffle=True, drop_last=True, after_item=partial(_autoencoder_item, tf=mae_transform(size)),
-                               num_workers=num_workers, pin_memory=pin_batches()))
-    if len(train) == 0: raise ValueError(f"{len(paths)} images make no full batch of {bs}: generate more embedded data or lower the batch size")
-    return DataLoaders(train, DataLoader([]), device=train_device())
+    dls = training_dataloaders(list(paths), bs, after_item=partial(_autoencoder_item, tf=mae_transform(size)), num_workers=num_workers)
+    if len(dls.train) == 0: raise ValueError(f"{len(paths)} images make no full batch of {bs}: generate more embedded data or lower the batch size")
+    return dls
 
 def mae_decoder_args(embed_dim: int) -> dict:
     "This project's MAE decoder for an encoder of width `embed_dim`: 2/3 of its width (a multiple of 32), 4 blocks, heads of 32 channels."
