@@ -23,7 +23,7 @@ from torch.utils.data import DistributedSampler, Subset
 from .files import world
 
 # %% ../nbs/06_distributed.ipynb #0bc83fd2
-COLLECTIVE_TIMEOUT = timedelta(hours=3)  # each rank checks InfMix and reads the NMI images on its own before the first collective
+COLLECTIVE_TIMEOUT = timedelta(hours=3)  # the other ranks wait while rank 0 prepares the data and measures the teacher NMI, and each rank checks InfMix on its own
 
 def init_distributed() -> torch.device:
     "Join the process group `torchrun` describes (NCCL with one GPU per process, else gloo); this rank's device."
