@@ -123,9 +123,8 @@ def seed_rank(rank: int) -> None:
 
 def from_rank0(fn: Callable, *args, **kwargs):
     "`fn(*args, **kwargs)`, computed on rank 0 alone and handed to every rank (computed directly outside torchrun)."
-    if not is_distributed(): return fn(*args, **kwargs)
     box = [fn(*args, **kwargs) if world()[0] == 0 else None]
-    dist.broadcast_object_list(box, src=0)
+    if is_distributed(): dist.broadcast_object_list(box, src=0)
     return box[0]
 
 def sum_over_ranks(t: Tensor) -> Tensor:
