@@ -137,6 +137,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                              'unip_nb.nmi.check_attention': ('nmi.html#check_attention', 'unip_nb/nmi.py'),
                              'unip_nb.nmi.classify_pattern': ('nmi.html#classify_pattern', 'unip_nb/nmi.py'),
                              'unip_nb.nmi.folder_photos': ('nmi.html#folder_photos', 'unip_nb/nmi.py'),
+                             'unip_nb.nmi.key_entropies': ('nmi.html#key_entropies', 'unip_nb/nmi.py'),
                              'unip_nb.nmi.layer_means': ('nmi.html#layer_means', 'unip_nb/nmi.py'),
                              'unip_nb.nmi.layerwise_nmi': ('nmi.html#layerwise_nmi', 'unip_nb/nmi.py'),
                              'unip_nb.nmi.patch_attention': ('nmi.html#patch_attention', 'unip_nb/nmi.py'),
