@@ -13,7 +13,7 @@ import argparse, math, time
 import numpy as np, torch
 from unip_nb.attention import create_vit
 from unip_nb.config import PRESETS
-from unip_nb.nmi import NMI_CHUNK, attention_nmi
+from unip_nb.nmi import NMI_CHUNK, attention_nmi, map_chunks
 
 def nmi_per_map(a: np.ndarray) -> float:
     "NMI of one attention map with uniform p(q), written for a single [Q, K] array."
@@ -43,7 +43,7 @@ def time_sizes(batch: int, heads: int, tokens: int) -> dict:
     maps = attn.numpy()
     loop = lambda: [[nmi_per_map(maps[b, h]) for h in range(heads)] for b in range(batch)]
     np.testing.assert_allclose(np.array(loop()), attention_nmi(attn).numpy(), rtol=1e-4)
-    chunks = attn.reshape(-1, tokens, tokens).split(max(1, NMI_CHUNK // tokens**2))
+    chunks = map_chunks(attn)
     buf = torch.empty_like(chunks[0])
     return dict(loop=best_of(loop), batched=best_of(lambda: attention_nmi(attn)),
                 unchunked=best_of(lambda: attention_nmi(attn, chunk=attn.numel())),

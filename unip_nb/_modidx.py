@@ -140,6 +140,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                              'unip_nb.nmi.key_entropies': ('nmi.html#key_entropies', 'unip_nb/nmi.py'),
                              'unip_nb.nmi.layer_means': ('nmi.html#layer_means', 'unip_nb/nmi.py'),
                              'unip_nb.nmi.layerwise_nmi': ('nmi.html#layerwise_nmi', 'unip_nb/nmi.py'),
+                             'unip_nb.nmi.map_chunks': ('nmi.html#map_chunks', 'unip_nb/nmi.py'),
                              'unip_nb.nmi.patch_attention': ('nmi.html#patch_attention', 'unip_nb/nmi.py'),
                              'unip_nb.nmi.photo_crops': ('nmi.html#photo_crops', 'unip_nb/nmi.py'),
                              'unip_nb.nmi.plot_layer_nmi': ('nmi.html#plot_layer_nmi', 'unip_nb/nmi.py'),
