@@ -47,13 +47,17 @@ def parse_arch(s):
     "A timm model name, or a JSON dict of `VisionTransformer` arguments."
     return json.loads(s) if s.strip().startswith("{") else s
 
+def default_layer(p) -> int:
+    "The preset's fixed hybrid layer, or 3/4 of the teacher's depth where the NMI rule picks it."
+    return p.hybrid_layer if p.hybrid_layer != "nmi" else 3 * p.teacher_arch["depth"] // 4
+
 def resolve(a) -> argparse.Namespace:
     "Fill sizes left unset from the preset (CPU: default, CUDA: paper)."
     p = PRESETS[a.preset or ("paper" if a.device == "cuda" else "default")]
     a.preset = p.name
     a.teacher = parse_arch(a.teacher) if a.teacher else p.teacher_arch
     a.student = parse_arch(a.student) if a.student else p.student_arch
-    a.img_size, a.layer = a.img_size or p.img_size, a.layer or p.teacher_layer
+    a.img_size, a.layer = a.img_size or p.img_size, a.layer or default_layer(p)
     a.batch = a.batch or min(split_batch(p.distill), 64)
     a.recipe = p.distill
     return a

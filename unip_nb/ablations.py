@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['RUN_VERSION', 'SEG_SETS', 'STUDENT_VERSION', 'Ablation', 'ablation_registry', 'get_ablation', 'run_config',
-           'study_roots', 'infmix_spec', 'teacher_id', 'teacher_layer_nmi', 'distilled_student', 'regroup_heads',
-           'backbone_copy', 'segmentation_scores', 'run_ablation']
+           'study_roots', 'infmix_spec', 'teacher_id', 'teacher_layer_nmi', 'choose_hybrid_layer', 'distilled_student',
+           'regroup_heads', 'backbone_copy', 'segmentation_scores', 'run_ablation']
 
 # %% ../nbs/10_ablations.ipynb #59aac257
 import copy, json
@@ -14,14 +14,16 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 import pandas as pd, torch
 from fastai.torch_core import set_seed
+from timm.layers import LayerScale
 from timm.models.vision_transformer import VisionTransformer
+from torch import nn
 from .config import Preset, Settings
 from .attention import vit_through
-from .distill import distill, resolve_target, unip_student
+from .distill import distill, resolve_target, set_drop_path, unip_student
 from .distributed import from_rank0, rank0_first, rank_batch, train_device
 from .files import atomic_torch_save, atomic_write_text, held_lock, remove_file, stable_hash
 from .infmix import InfMixSpec, build_infmix, infmix_variants
-from .nmi import folder_photos, layer_means, layerwise_nmi, photo_crops, select_hybrid_layer
+from .nmi import HYBRID_TARGET, eval_crops, folder_photos, layer_means, layerwise_nmi, select_hybrid_layer
 from .segdata import get_seg_spec, seg_dataloaders
 from .segment import LinearProbe, evaluate, spread_layers, train_segmenter, upernet
 from .synthetic import generate_embedded
@@ -58,7 +60,7 @@ def get_ablation(registry: dict[str, Ablation], name: str) -> Ablation:
     return registry[name]
 
 # %% ../nbs/10_ablations.ipynb #a9de995b
-RUN_VERSION = 2  # bump when a change to the pipeline changes a run's metrics: older records and stage results are then not reused
+RUN_VERSION = 3  # bump when a change alters a run's metrics: older records and stages are then not reused
 
 def run_config(ablation: Ablation, preset: Preset, seed: int, teacher_layer: int | None = None,
                infmix_sources: list[str] | None = None, s: float = 0.09) -> dict:
@@ -87,7 +89,7 @@ def infmix_spec(roots: dict[str, Path], variant: str = "full", sources: list[str
     return replace(spec, **{s: None for s in ("infpre", "in1k", "coco") if s not in sources})
 
 # %% ../nbs/10_ablations.ipynb #833a2fc7
-STUDENT_VERSION = 2  # bump when the distillation code changes the weights it produces
+STUDENT_VERSION = 3  # bump when the distillation code changes the weights it produces
 
 def teacher_id(preset: Preset, settings: Settings) -> str:
     "What identifies the teacher: its MAE cache key, or the checkpoint's path, size and modification time."
@@ -102,9 +104,15 @@ def _untimed(name: str):
 
 # %% ../nbs/10_ablations.ipynb #573fc9b8
 def teacher_layer_nmi(teacher: VisionTransformer, photos_dir: Path, preset: Preset) -> pd.DataFrame:
-    "Layerwise NMI of the teacher on `preset.nmi_images` natural images (the layer rule's input)."
-    imgs = photo_crops(folder_photos(photos_dir, preset.nmi_images), preset.nmi_images, preset.img_size, seed=preset.data_seed)
-    return layerwise_nmi(teacher, imgs.split(preset.batch_size), progress=False)
+    "Layerwise NMI of the teacher on `preset.nmi_images` images drawn across the classes of `photos_dir`."
+    photos = folder_photos(photos_dir, preset.nmi_images, seed=preset.data_seed)
+    batches = eval_crops(photos, preset.img_size).split(preset.batch_size)
+    return layerwise_nmi(teacher, batches, progress=False)
+
+def choose_hybrid_layer(preset: Preset, layer_nmi: pd.DataFrame, s: float = HYBRID_TARGET) -> tuple[int, int]:
+    "The layer `hybrid` and `feature` distil (the rule's or the preset's fixed one), and the NMI rule's pick."
+    picked = select_hybrid_layer(layer_nmi, s)
+    return (picked if preset.hybrid_layer == "nmi" else preset.hybrid_layer), picked
 
 def distilled_student(teacher: VisionTransformer, target: tuple | None, mix: InfMixSpec, preset: Preset, seed: int,
                       cache_dir: Path, tid: str) -> tuple[VisionTransformer, dict]:
@@ -140,10 +148,21 @@ def regroup_heads(vit: VisionTransformer) -> VisionTransformer:
         attn.scale = attn.head_dim ** -0.5
     return vit
 
-def backbone_copy(vit: VisionTransformer, size: int) -> VisionTransformer:
-    "A trainable copy of `vit` for `size`-pixel inputs, its blocks regrouped into the architecture's head count."
+def backbone_copy(
+    vit: VisionTransformer,
+    size: int,                         # input side in pixels (the crop)
+    drop_path: float = 0.1,            # stochastic depth of the last block (0 at the first)
+    layer_scale: float | None = None,  # initial layer scale of every block; None: no layer scale
+) -> VisionTransformer:
+    "A trainable copy of `vit` for `size`-pixel inputs, built as the official fine-tuning backbone."
     new = regroup_heads(copy.deepcopy(vit)).train().requires_grad_(True)
     if tuple(new.patch_embed.img_size) != (size, size): new.set_input_size(img_size=size)
+    set_drop_path(new, torch.linspace(0, drop_path, len(new.blocks)).tolist())
+    if layer_scale is None: return new
+    for i, blk in enumerate(new.blocks, start=1):
+        if not isinstance(blk.ls1, nn.Identity):
+            raise ValueError(f"block {i} of the backbone has a layer scale already")
+        blk.ls1, blk.ls2 = LayerScale(new.embed_dim, layer_scale), LayerScale(new.embed_dim, layer_scale)
     return new
 
 def segmentation_scores(backbone: VisionTransformer, roots: dict[str, Path], preset: Preset, seed: int, work: Path,
@@ -162,8 +181,9 @@ def segmentation_scores(backbone: VisionTransformer, roots: dict[str, Path], pre
                 with stage(key):
                     set_seed(seed, reproducible=True)
                     dls = seg_dataloaders(roots[name], name, crop=r.crop, bs=rank_batch(r.batch_size), seed=seed, num_workers=preset.num_workers)
-                    b = backbone_copy(backbone, r.crop)
-                    model = upernet(b, k, r.decoder_channels) if mode == "ft" else LinearProbe(b, spread_layers(len(b.blocks)), k)
+                    b = backbone_copy(backbone, r.crop, r.drop_path, r.layer_scale)
+                    if mode == "ft": model = upernet(b, k, r.decoder_channels)
+                    else: model = LinearProbe(b, spread_layers(len(b.blocks)), k, norm=r.probe_norm)
                     fit = train_segmenter(model, dls, r, name, layer_decay=mode == "ft", checkpoint=checkpoint, amp=preset.amp, compile=preset.compile)
                     scores[mode][name] = evaluate(model, dls.valid, k, r.crop, r.stride)["miou"]
                 if fit["resumed_from"] is not None: resumed[key] = fit["resumed_from"]
@@ -180,8 +200,11 @@ def run_ablation(ablation: Ablation, preset: Preset, seed: int, settings: Settin
     with stage("teacher"): teacher = teacher_for(preset, settings, progress=False).to(train_device())
     with stage("teacher_nmi"): nmi = from_rank0(teacher_layer_nmi, teacher, roots["in1k"], preset)  # measured once: one layer for all ranks
     means = layer_means(nmi)
+    hybrid, picked = choose_hybrid_layer(preset, nmi, s)
+    if hybrid != picked: print(f"preset {preset.name!r} distils its fixed hybrid layer {hybrid}; "
+                               f"the NMI rule (s = {s}) picks layer {picked}")
     target = ablation.target if teacher_layer is None or ablation.target == "none" else teacher_layer
-    resolved = resolve_target(target, len(teacher.blocks), nmi, s)
+    resolved = resolve_target(target, len(teacher.blocks), hybrid)
     mix = infmix_spec(roots, ablation.infmix, infmix_sources)
     tid = teacher_id(preset, settings)
     if ablation.backbone == "teacher": backbone, made = teacher, dict(cached=True)
@@ -196,5 +219,5 @@ def run_ablation(ablation: Ablation, preset: Preset, seed: int, settings: Settin
         counts = pd.Series(build_infmix(mix, check=False, progress=False)["source"]).value_counts()
         composition = {src: int(counts.get(src, 0)) for src in ("infpre", "in1k", "coco")} | {"gray": mix.gray}
     return dict(scores, teacher_nmi={int(k): float(v) for k, v in means.items()}, target=resolved and list(resolved), infmix=composition,
-                hybrid_layer=select_hybrid_layer(nmi, s), student_cached=made["cached"],
+                hybrid_layer=hybrid, nmi_layer=picked, student_cached=made["cached"],
                 distill_losses=made.get("losses", []), resumed=resumed)

@@ -112,6 +112,9 @@ class SegRecipe:
     weight_decay: float = 0.05
     betas: tuple = (0.9, 0.999)
     layer_decay: float = 0.85   # UNIP's fine-tuning decay; linear probing trains the head only
+    drop_path: float = 0.1      # fine-tuning stochastic depth: linspace(0, drop_path, depth) over the blocks
+    layer_scale: float | None = 1.0  # layer scale init of the fine-tuned backbone (official: 1.0); None: none
+    probe_norm: bool = False    # BatchNorm before the probe's classifier (the official probe has none)
 
     def schedule(self, dataset: str) -> tuple[int, int]:
         "(iterations, warm-up iterations) for `dataset`."
@@ -127,11 +130,11 @@ class Preset:
     teacher_arch: str | dict    # timm model name, or VisionTransformer arguments
     student_arch: str | dict
     img_size: int               # pre-training (and NMI analysis) resolution
-    teacher_layer: int          # the official distillation layer at this scale (the NMI rule checks it)
     distill: PretrainRecipe
     seg: SegRecipe
     nmi_images: int = 16        # images averaged in the layerwise NMI analysis
     batch_size: int = 8         # images per forward pass in the NMI analysis
+    hybrid_layer: int | str = "nmi"  # hybrid and feature targets: "nmi" (the rule picks) or a fixed layer
     seeds: tuple = (0,)         # seeds the study runs
     teacher_pretrain: PretrainRecipe | None = None  # embedded: MAE pre-training of the teacher; None: official checkpoint
     embedded: EmbeddedSizes | None = None # generated data; None: real data from settings.ini
@@ -139,6 +142,13 @@ class Preset:
     amp: str | None = None      # "bf16" or "fp16": CUDA autocast in distillation and fine-tuning; None: fp32
     compile: bool = False       # run the trained models through torch.compile
     num_workers: int = 0        # data-loading processes per rank (each draws its augmentations from its own seed)
+
+    def __post_init__(self):
+        "Refuse a `hybrid_layer` that is neither the rule nor a layer number."
+        fixed = isinstance(self.hybrid_layer, int) and not isinstance(self.hybrid_layer, bool)
+        if self.hybrid_layer != "nmi" and not (fixed and self.hybrid_layer >= 1):
+            raise ValueError(f"preset {self.name!r}: hybrid_layer must be 'nmi' (the NMI rule) "
+                             f"or a 1-based teacher layer, got {self.hybrid_layer!r}")
 
     @property
     def needs_real_data(self) -> bool:
@@ -150,7 +160,7 @@ class Preset:
         return {n: getattr(self, n) for n in names if getattr(self, n) != self.__dataclass_fields__[n].default}
 
 PRESETS = {p.name: p for p in [
-    Preset("smoke", img_size=64, teacher_layer=4, nmi_images=8, batch_size=8,
+    Preset("smoke", img_size=64, nmi_images=8, batch_size=8,
            teacher_arch=dict(patch_size=8, embed_dim=96, depth=6, num_heads=6),
            student_arch=dict(patch_size=8, embed_dim=48, depth=4, num_heads=3),
            teacher_pretrain=PretrainRecipe(epochs=2, batch_size=16, warmup_epochs=1, blr=1.5e-3),
@@ -158,7 +168,7 @@ PRESETS = {p.name: p for p in [
            seg=SegRecipe(crop=64, stride=43, batch_size=4, decoder_channels=32, lr=1e-3,
                          iters=(("soda", 6, 2), ("mfnet", 6, 2), ("scutseg", 6, 2))),
            embedded=EmbeddedSizes(size=64, infpre_per_sensor=16, in1k_per_class=4, coco_images=16, seg_train=12, seg_test=6)),
-    Preset("default", img_size=64, teacher_layer=6, nmi_images=32, batch_size=16, seeds=(0, 1),
+    Preset("default", img_size=64, nmi_images=32, batch_size=16, seeds=(0, 1),
            teacher_arch=dict(patch_size=8, embed_dim=192, depth=8, num_heads=6),
            student_arch=dict(patch_size=8, embed_dim=96, depth=6, num_heads=3),
            teacher_pretrain=PretrainRecipe(epochs=40, batch_size=64, warmup_epochs=4, blr=1.5e-3),
@@ -167,10 +177,11 @@ PRESETS = {p.name: p for p in [
                          iters=(("soda", 50, 5), ("mfnet", 34, 3), ("scutseg", 57, 6))),
            embedded=EmbeddedSizes(size=64, infpre_per_sensor=400, in1k_per_class=150, coco_images=600, seg_train=150, seg_test=50)),
     Preset("paper", teacher_arch="vit_large_patch16_224", student_arch="vit_small_patch16_224", img_size=224,
-           teacher_layer=18, nmi_images=256, batch_size=32, seeds=(0, 1, 2),
+           hybrid_layer=18, nmi_images=256, batch_size=32, seeds=(0, 1, 2),
            distill=PretrainRecipe(epochs=100, batch_size=4096, warmup_epochs=5, accum=8),
            seg=SegRecipe(crop=512, stride=341, batch_size=8, decoder_channels=384,
-                         iters=(("soda", 14400, 1500), ("mfnet", 9800, 1000), ("scutseg", 16800, 1700))), amp="bf16", num_workers=8),
+                         iters=(("soda", 14400, 1500), ("mfnet", 9800, 1000), ("scutseg", 16800, 1700))),
+           amp="fp16", num_workers=8),
 ]}
 
 # %% ../nbs/00_config.ipynb #3e1705b2

@@ -5,17 +5,17 @@
 # %% auto #0
 __all__ = ['NMI_CHUNK', 'HYBRID_TARGET', 'PATTERN_BANDS', 'check_attention', 'sum_plogp', 'key_entropies', 'map_chunks',
            'attention_nmi', 'patch_attention', 'layerwise_nmi', 'layer_means', 'select_hybrid_layer',
-           'classify_pattern', 'sample_photos', 'folder_photos', 'photo_crops', 'plot_layer_nmi']
+           'classify_pattern', 'sample_photos', 'folder_photos', 'photo_crops', 'eval_crops', 'plot_layer_nmi']
 
 # %% ../nbs/02_nmi.ipynb #be07a3c6
-import math
+import math, random
 from collections.abc import Iterable
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 import matplotlib.pyplot as plt, seaborn as sns
 from fastprogress.fastprogress import progress_bar
 from PIL import Image
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, create_transform
 from torch import Tensor
 from torchvision import transforms
 from .attention import iter_attention_logits
@@ -105,13 +105,23 @@ def sample_photos() -> list[Image.Image]:
     from sklearn.datasets import load_sample_images
     return [Image.fromarray(a) for a in load_sample_images().images]
 
-def folder_photos(root: Path, n: int) -> list[Image.Image]:
-    "The first `n` images (sorted by path) found under the folder `root`."
+def folder_photos(root: Path, n: int, seed: int = 0) -> list[Image.Image]:
+    "`n` images of the folder `root` drawn seeded across its class folders (an image's folder is its class)."
     root = Path(root)
     if not root.is_dir(): raise FileNotFoundError(f"image folder {root} does not exist")
-    files = sorted(p for p in root.rglob("*") if is_image_file(p))
-    if not files: raise FileNotFoundError(f"image folder {root} holds no {'/'.join(IMAGE_SUFFIXES)} files")
-    return [read_image(p, "RGB") for p in files[:n]]
+    classes = {}
+    for p in sorted(p for p in root.rglob("*") if is_image_file(p)):
+        classes.setdefault(p.parent, []).append(p)
+    total = sum(map(len, classes.values()))
+    if total < n:
+        raise FileNotFoundError(f"image folder {root} holds {total} {'/'.join(IMAGE_SUFFIXES)} files, "
+                                f"the NMI analysis needs {n}")
+    rng = random.Random(seed)
+    pools = [rng.sample(files, len(files)) for files in classes.values()]  # each class in a seeded order
+    rng.shuffle(pools)                                                     # which classes give one more
+    # round robin: the i-th image of every class that still has one, until n are drawn
+    drawn = [pool[i] for i in range(max(map(len, pools))) for pool in pools if i < len(pool)]
+    return [read_image(p, "RGB") for p in drawn[:n]]
 
 def photo_crops(photos: list[Image.Image], n: int, size: int, seed: int = 0) -> Tensor:
     "`n` seeded random-resized crops (scale 0.2-1) of `photos`, as an ImageNet-normalised `[n, 3, size, size]` tensor."
@@ -121,6 +131,13 @@ def photo_crops(photos: list[Image.Image], n: int, size: int, seed: int = 0) -> 
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         return torch.stack([tf(photos[i % len(photos)]) for i in range(n)])
+
+# %% ../nbs/02_nmi.ipynb #3cebe817
+def eval_crops(photos: list[Image.Image], size: int) -> Tensor:
+    "`photos` resized and centre-cropped by timm's ImageNet evaluation transform: `[n, 3, size, size]`."
+    if not photos: raise ValueError("eval_crops needs at least one photo")
+    tf = create_transform(size, is_training=False, interpolation="bicubic", crop_pct=0.875)
+    return torch.stack([tf(p) for p in photos])
 
 # %% ../nbs/02_nmi.ipynb #3bad78a0
 def plot_layer_nmi(layer_nmi: pd.DataFrame, s: float = HYBRID_TARGET, bands: tuple = PATTERN_BANDS, title: str = "", ax=None):

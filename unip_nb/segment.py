@@ -67,7 +67,9 @@ class LLFPN(nn.Module):
 # %% ../nbs/09_segment.ipynb #b78abffe
 def conv_module(c_in: int, c_out: int, kernel_size: int) -> nn.Sequential:
     "mmcv's `ConvModule` with the default norm and activation: convolution (no bias), BatchNorm, ReLU."
-    return nn.Sequential(nn.Conv2d(c_in, c_out, kernel_size, padding=kernel_size // 2, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+    conv = nn.Conv2d(c_in, c_out, kernel_size, padding=kernel_size // 2, bias=False)
+    nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")  # mmcv's kaiming_init defaults
+    return nn.Sequential(conv, nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
 
 def resize(x: Tensor, size: Sequence[int]) -> Tensor:
     "Bilinear resize of `x` to `size`, `align_corners=False` as every mmseg resize here."
@@ -141,8 +143,14 @@ def seg_loss(preds: Tensor | tuple[Tensor, Tensor], target: Tensor, aux_weight: 
 
 # %% ../nbs/09_segment.ipynb #c60377db
 class LinearProbe(nn.Module):
-    "Frozen `backbone` (always in eval mode), maps of `layers` concatenated, BatchNorm and a 1x1 classifier; logits at the input size."
-    def __init__(self, backbone: VisionTransformer, layers: Sequence[int], num_classes: int, norm: bool = True):
+    "Frozen `backbone` (always in eval mode), maps of `layers` concatenated, a 1x1 classifier."
+    def __init__(
+        self,
+        backbone: VisionTransformer,
+        layers: Sequence[int],   # 1-based blocks whose maps are concatenated
+        num_classes: int,
+        norm: bool = False,      # BatchNorm before the classifier (not the official head)
+    ):
         super().__init__()
         self.backbone, self.layers = backbone.requires_grad_(False).eval(), tuple(layers)
         check_layers(backbone, self.layers)
@@ -239,8 +247,9 @@ def finetune_learner(model: SegModel, dls: DataLoaders, recipe: SegRecipe, datas
     return _seg_learner(model, dls, recipe, dataset, groups)
 
 def probe_learner(probe: LinearProbe, dls: DataLoaders, recipe: SegRecipe, dataset: str) -> tuple[Learner, int]:
-    "Linear-probing Learner for `probe` (its head only, one lr) and its epochs for `dataset`."
-    return _seg_learner(probe, dls, recipe, dataset, param_groups(probe, recipe.weight_decay))
+    "Linear-probing Learner for `probe` (its head only, one lr, all decayed) and its epochs for `dataset`."
+    groups = param_groups(probe, recipe.weight_decay, no_decay_1d=False)  # mmcv's default constructor
+    return _seg_learner(probe, dls, recipe, dataset, groups)
 
 def train_segmenter(model: nn.Module, dls: DataLoaders, recipe: SegRecipe, dataset: str, layer_decay: bool, quiet: bool = True,
                     checkpoint: Path | None = None, amp: str | None = None, compile: bool = False) -> dict:

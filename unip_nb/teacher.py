@@ -279,7 +279,7 @@ def mae_probe_loss(mae: MAE, imgs: Tensor, seed: int = 0) -> float:
     return loss
 
 # %% ../nbs/07_teacher.ipynb #b167f1de
-TEACHER_VERSION = 1  # bump when a change to this notebook changes the trained weights
+TEACHER_VERSION = 2  # bump when a change to this notebook changes the trained weights
 MASK_RATIO, NORM_PIX_LOSS, PROBE_IMAGES = 0.75, True, 16
 
 def teacher_config(preset: Preset) -> dict:
