@@ -179,6 +179,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'unip_nb.report._fmt': ('report.html#_fmt', 'unip_nb/report.py'),
                                 'unip_nb.report._mean_ci': ('report.html#_mean_ci', 'unip_nb/report.py'),
                                 'unip_nb.report.ci95': ('report.html#ci95', 'unip_nb/report.py'),
+                                'unip_nb.report.claim_verdict': ('report.html#claim_verdict', 'unip_nb/report.py'),
+                                'unip_nb.report.claims_table': ('report.html#claims_table', 'unip_nb/report.py'),
                                 'unip_nb.report.composition_table': ('report.html#composition_table', 'unip_nb/report.py'),
                                 'unip_nb.report.load_records': ('report.html#load_records', 'unip_nb/report.py'),
                                 'unip_nb.report.paired_deltas': ('report.html#paired_deltas', 'unip_nb/report.py'),
