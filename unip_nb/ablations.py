@@ -60,7 +60,7 @@ def get_ablation(registry: dict[str, Ablation], name: str) -> Ablation:
     return registry[name]
 
 # %% ../nbs/10_ablations.ipynb #a9de995b
-RUN_VERSION = 3  # bump when a change alters a run's metrics: older records and stages are then not reused
+RUN_VERSION = 4  # bump when a change alters a run's metrics: older records and stages are then not reused
 
 def run_config(ablation: Ablation, preset: Preset, seed: int, teacher_layer: int | None = None,
                infmix_sources: list[str] | None = None, s: float = 0.09) -> dict:

@@ -4,9 +4,9 @@
 
 # %% auto #0
 __all__ = ['SCENE_CLASSES', 'SKY', 'ROAD', 'SIDEWALK', 'BUILDING', 'VEGETATION', 'FENCE', 'POLE', 'PERSON', 'CAR', 'BICYCLE',
-           'CLASS_TEMPERATURE', 'SENSORS', 'CLASS_COLOUR', 'SEG_CLASS_MAPS', 'SEG_SENSORS', 'INFPRE_SENSORS',
-           'IN1K_CLASSES', 'GENERATOR_VERSION', 'scene_layout', 'Sensor', 'render_thermal', 'render_rgb', 'seg_mask',
-           'object_layout', 'sizes_key', 'generate_embedded']
+           'SENSORS', 'CLASS_COLOUR', 'SEG_CLASS_MAPS', 'SEG_SENSORS', 'INFPRE_SENSORS', 'IN1K_CLASSES',
+           'GENERATOR_VERSION', 'scene_layout', 'Sensor', 'SceneConditions', 'scene_conditions', 'object_temperature',
+           'render_thermal', 'render_rgb', 'seg_mask', 'object_layout', 'sizes_key', 'generate_embedded']
 
 # %% ../nbs/03_synthetic.ipynb #d7c3cc2a
 import json, os, shutil, zlib
@@ -87,9 +87,6 @@ def scene_layout(rng: np.random.Generator, h: int, w: int, clutter: float = 1.0)
     return cls, inst
 
 # %% ../nbs/03_synthetic.ipynb #cc1cff14
-CLASS_TEMPERATURE = {SKY: 0.08, ROAD: 0.5, SIDEWALK: 0.42, BUILDING: 0.45, VEGETATION: 0.33, FENCE: 0.4,
-                     POLE: 0.38, PERSON: 0.88, CAR: 0.7, BICYCLE: 0.45}
-
 @dataclass(frozen=True)
 class Sensor:
     "The signature a thermal camera adds to a scene."
@@ -108,24 +105,77 @@ SENSORS = {s.name: s for s in [
     Sensor("blackhot", noise=0.02, stripes=0.01, vignette=0.2, blur=0.8, gain=0.9, black_hot=True),
 ]}
 
+# %% ../nbs/03_synthetic.ipynb #18bddbf8
+@dataclass(frozen=True)
+class SceneConditions:
+    "What sets a scene's temperatures besides its classes."
+    sun: float      # sun load: 0 at night, up to 1 at noon
+    ambient: float  # air temperature, on the renderer's 0-1 scale
+    clouds: float   # cloud cover: a clear sky is cold, and so is what mirrors it
+    wet: bool       # wet roads mirror the sky
+    wind: float     # convective cooling of sunlit surfaces
+
+def scene_conditions(rng: np.random.Generator) -> SceneConditions:
+    "Random conditions of one scene: day, dusk or night, air temperature, clouds, wet roads, wind."
+    phase = rng.choice(["day", "dusk", "night"])
+    sun = {"day": rng.uniform(0.5, 1), "dusk": rng.uniform(0.1, 0.4), "night": 0.0}[phase]
+    return SceneConditions(sun=sun, ambient=rng.uniform(0.3, 0.6), clouds=rng.uniform(0, 1), wet=rng.random() < 0.3,
+                           wind=rng.uniform(0, 1))
+
+# %% ../nbs/03_synthetic.ipynb #ea6e0750
+def _box_position(m: np.ndarray, yy: np.ndarray, xx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    "Row and column of each pixel of mask `m` within its bounding box, 0 (top, left) to 1 (bottom, right)."
+    y, x = yy[m], xx[m]
+    return (y - y.min()) / max(y.max() - y.min(), 1), (x - x.min()) / max(x.max() - x.min(), 1)
+
+def object_temperature(c: int, m: np.ndarray, yy: np.ndarray, xx: np.ndarray, cond: SceneConditions,
+                       rng: np.random.Generator) -> np.ndarray:
+    "Temperatures of the pixels of one object of scene class `c` (mask `m`) in the scene conditions `cond`."
+    a, sun, n = cond.ambient, cond.sun, int(m.sum())
+    load = 0.3 * rng.uniform(0, 1) * sun * (1 - 0.5 * cond.wind)  # this surface's sun load (orientation, shade, wind)
+    row, col = _box_position(m, yy, xx)
+    if c == SKY: return np.full(n, a - 0.35 * (1 - cond.clouds) - 0.05) + 0.1 * row * (1 - cond.clouds)  # clear is cold
+    if c in (ROAD, SIDEWALK):
+        t = np.full(n, a + (1.3 if c == ROAD else 1.0) * load - 0.08 * (1 - sun) + rng.normal(0, 0.03))
+        if not cond.wet: return t
+        puddles = gaussian_filter(rng.standard_normal(yy.shape), 3)[m] > 0.3
+        return t - 0.25 * (1 - cond.clouds) * puddles               # puddles mirror the sky
+    if c == BUILDING:
+        wall = a + load + rng.normal(0, 0.04)
+        windows = ((yy[m] % 6) < 3) & ((xx[m] % 5) < 2)
+        glass = rng.uniform(0.1, 0.25) if sun == 0 else -rng.uniform(0.05, 0.2)  # lit rooms at night, the sky by day
+        return wall + windows * glass
+    if c == VEGETATION: return a - 0.1 * sun + rng.normal(0, 0.03) + 0.06 * rng.standard_normal(n)  # leaves: transpiration
+    if c in (FENCE, POLE): return np.full(n, a + 0.8 * load - 0.05 * (1 - sun) + rng.normal(0, 0.04))
+    if c == BICYCLE: return np.full(n, a + 0.5 * load + rng.normal(0, 0.03))
+    if c == PERSON:
+        clothing = rng.uniform(0.02, 0.25)                          # how much body heat the clothes let through
+        return a + np.where(row < 0.22, rng.uniform(0.2, 0.4), clothing + 0.05 * (row > 0.6))  # the head is bare
+    if c == CAR:
+        t = np.where(row < 0.45, a + 0.5 * load - 0.2 * (1 - cond.clouds), a + load)  # windows mirror the sky
+        running = rng.random() < 0.5
+        if not running: return t
+        return t + np.where(row > 0.75, rng.uniform(0.15, 0.35), 0) + np.where(col > 0.7, rng.uniform(0.05, 0.2), 0)  # tyres, engine
+    raise ValueError(f"no temperature model for scene class {c}")
+
 # %% ../nbs/03_synthetic.ipynb #e253ca73
 def _to_u8(x: np.ndarray) -> np.ndarray:
     "Clip to [0, 1] and quantise to uint8."
     return (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 def render_thermal(cls: np.ndarray, inst: np.ndarray, rng: np.random.Generator, sensor: Sensor) -> np.ndarray:
-    "8-bit thermal image `[h, w]` of a layout as seen by `sensor`."
+    "8-bit thermal image `[h, w]` of a layout as seen by `sensor`: scene-dependent temperatures, then gain control."
     h, w = cls.shape
     yy, xx = _grid(h, w)
-    temp = np.vectorize(CLASS_TEMPERATURE.get, otypes=[np.float32])(cls)
-    for i in np.unique(inst):                                            # per-object offset and smooth gradient
+    cond, temp = scene_conditions(rng), np.zeros((h, w), np.float32)
+    for i in np.unique(inst):
         m = inst == i
-        gy, gx = rng.normal(0, 0.08, 2)
-        temp[m] += rng.normal(0, 0.04) + gy * (yy[m] - yy[m].mean()) / h + gx * (xx[m] - xx[m].mean()) / w
+        temp[m] = object_temperature(int(cls[m][0]), m, yy, xx, cond, rng)
     temp = gaussian_filter(temp, sensor.blur)
     r2 = ((yy - h/2)**2 + (xx - w/2)**2) / ((h/2)**2 + (w/2)**2)
-    img = (temp - 0.5) * sensor.gain + 0.5 - sensor.vignette * r2
-    img = img + rng.normal(0, sensor.stripes, (1, w)) + rng.normal(0, sensor.noise, (h, w))
+    temp = temp - sensor.vignette * 0.3 * r2 + rng.normal(0, sensor.stripes, (1, w)) + rng.normal(0, sensor.noise, (h, w))
+    lo, hi = np.percentile(temp, [1, 99])                           # gain control: the frame's own range fills the output
+    img = 0.5 + sensor.gain * ((temp - lo) / max(hi - lo, 1e-3) - 0.5) * 0.9
     return _to_u8(1 - img if sensor.black_hot else img)
 
 # %% ../nbs/03_synthetic.ipynb #35c0acef
@@ -191,7 +241,7 @@ def sizes_key(sizes: EmbeddedSizes, seed: int) -> str:
     "Short hash naming the folder of embedded data generated with `sizes` and `seed` by this generator version."
     return stable_hash(dict(asdict(sizes), seed=seed, version=GENERATOR_VERSION))
 
-GENERATOR_VERSION = 1  # bump when a change to this notebook changes the generated bytes
+GENERATOR_VERSION = 2  # bump when a change to this notebook changes the generated bytes
 
 # %% ../nbs/03_synthetic.ipynb #534f2b19
 def _rng(seed: int, pool: str, index: int) -> np.random.Generator:
