@@ -182,6 +182,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'unip_nb.report.claim_verdict': ('report.html#claim_verdict', 'unip_nb/report.py'),
                                 'unip_nb.report.claims_table': ('report.html#claims_table', 'unip_nb/report.py'),
                                 'unip_nb.report.composition_table': ('report.html#composition_table', 'unip_nb/report.py'),
+                                'unip_nb.report.detectable_effect': ('report.html#detectable_effect', 'unip_nb/report.py'),
                                 'unip_nb.report.load_records': ('report.html#load_records', 'unip_nb/report.py'),
                                 'unip_nb.report.paired_deltas': ('report.html#paired_deltas', 'unip_nb/report.py'),
                                 'unip_nb.report.plot_deltas': ('report.html#plot_deltas', 'unip_nb/report.py'),

@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['SEG_COLUMNS', 'MODES', 'GROUP_ORDER', 'CLAIMS', 'Records', 'load_records', 'ci95', 'summary_table', 'paired_deltas',
-           'study_verdict', 'claim_verdict', 'claims_table', 'plot_deltas', 'plot_teacher_nmi', 'plot_run_metrics',
-           'composition_table', 'run_links']
+           'study_verdict', 'claim_verdict', 'claims_table', 'detectable_effect', 'plot_deltas', 'plot_teacher_nmi',
+           'plot_run_metrics', 'composition_table', 'run_links']
 
 # %% ../nbs/12_report.ipynb #8ec94cf8
 import html, json, re
@@ -142,6 +142,12 @@ def claims_table(
                 row[f"{mode} verdict"] = claim_verdict(mean, ci, c.direction)
             rows.append(row)
     return pd.DataFrame(rows)
+
+# %% ../nbs/12_report.ipynb #18b36c20
+def detectable_effect(deltas: pd.DataFrame, dataset: str = "avg") -> pd.DataFrame:
+    "Per mode: the median and largest 95% half-width (points) of the ablation rows' paired deltas on `dataset`."
+    rows = deltas[(deltas["dataset"] == dataset) & (deltas["group"] != "reference")]
+    return (100 * rows.groupby("mode", sort=False)["ci"].agg(median="median", largest="max")).rename_axis(None)
 
 # %% ../nbs/12_report.ipynb #1ca6fb3e
 def plot_deltas(deltas: pd.DataFrame, datasets: tuple = SEG_COLUMNS):

@@ -155,7 +155,8 @@ def object_temperature(c: int, m: np.ndarray, yy: np.ndarray, xx: np.ndarray, co
         t = np.where(row < 0.45, a + 0.5 * load - 0.2 * (1 - cond.clouds), a + load)  # windows mirror the sky
         running = rng.random() < 0.5
         if not running: return t
-        return t + np.where(row > 0.75, rng.uniform(0.15, 0.35), 0) + np.where(col > 0.7, rng.uniform(0.05, 0.2), 0)  # tyres, engine
+        tyres, engine = rng.uniform(0.15, 0.35), rng.uniform(0.05, 0.2)
+        return t + np.where(row > 0.75, tyres, 0) + np.where(col > 0.7, engine, 0)
     raise ValueError(f"no temperature model for scene class {c}")
 
 # %% ../nbs/03_synthetic.ipynb #e253ca73
