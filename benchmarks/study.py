@@ -7,7 +7,7 @@ UNIP_NB_REPORTS_DIR pointing to new empty folders (so the data is generated, the
 distilled anew), and times it. Then it reads every run record `reports/<preset>/<run>/record.json` (`stage_times_s`,
 `wall_time_s`) and the teacher's record `cache/teacher/*.json` (`wall_s`) and prints the total wall time, the phases of
 the study (from file times: data generated, teacher pre-trained, runs, summary), and per stage the sum and mean over the
-runs that timed it, with its share of all stage time. `smoke` takes 1-2 min on 2 cores, `default` about 25 min.
+runs that timed it, with its share of all stage time. `smoke` takes 1-2 min on 2 cores, `default` about 28 min (three seeds).
 """
 import argparse, json, os, platform, shutil, subprocess, sys, tempfile, time
 from importlib.metadata import version
@@ -103,7 +103,7 @@ def show(results: dict) -> None:
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--presets", nargs="+", default=["smoke"], choices=list(PRESETS), help="presets to time (default: smoke; default takes ~25 min on 2 cores)")
+    ap.add_argument("--presets", nargs="+", default=["smoke"], choices=list(PRESETS), help="presets to time (default: smoke; default takes ~28 min on 2 cores)")
     ap.add_argument("--jobs", type=int, default=2, help="runs executed at once (unip-nb study --jobs)")
     ap.add_argument("--json", default=None, help="save the figures to this JSON file")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folders (data, cache, reports) and print where they are")
