@@ -119,8 +119,8 @@ def scene_conditions(rng: np.random.Generator) -> SceneConditions:
     "Random conditions of one scene: day, dusk or night, air temperature, clouds, wet roads, wind."
     phase = rng.choice(["day", "dusk", "night"])
     sun = {"day": rng.uniform(0.5, 1), "dusk": rng.uniform(0.1, 0.4), "night": 0.0}[phase]
-    return SceneConditions(sun=sun, ambient=rng.uniform(0.3, 0.6), clouds=rng.uniform(0, 1), wet=rng.random() < 0.3,
-                           wind=rng.uniform(0, 1))
+    return SceneConditions(sun=sun, ambient=rng.uniform(0.3, 0.6), clouds=rng.uniform(0, 1),
+                           wet=rng.random() < 0.3, wind=rng.uniform(0, 1))
 
 # %% ../nbs/03_synthetic.ipynb #ea6e0750
 def _box_position(m: np.ndarray, yy: np.ndarray, xx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -128,31 +128,38 @@ def _box_position(m: np.ndarray, yy: np.ndarray, xx: np.ndarray) -> tuple[np.nda
     y, x = yy[m], xx[m]
     return (y - y.min()) / max(y.max() - y.min(), 1), (x - x.min()) / max(x.max() - x.min(), 1)
 
-def object_temperature(c: int, m: np.ndarray, yy: np.ndarray, xx: np.ndarray, cond: SceneConditions,
-                       rng: np.random.Generator) -> np.ndarray:
+def object_temperature(
+    c: int,                   # scene class
+    m: np.ndarray,            # the object's mask
+    yy: np.ndarray,           # row of every pixel (`_grid`)
+    xx: np.ndarray,           # column of every pixel
+    cond: SceneConditions,
+    rng: np.random.Generator,
+) -> np.ndarray:
     "Temperatures of the pixels of one object of scene class `c` (mask `m`) in the scene conditions `cond`."
     a, sun, n = cond.ambient, cond.sun, int(m.sum())
     load = 0.3 * rng.uniform(0, 1) * sun * (1 - 0.5 * cond.wind)  # this surface's sun load (orientation, shade, wind)
     row, col = _box_position(m, yy, xx)
-    if c == SKY: return np.full(n, a - 0.35 * (1 - cond.clouds) - 0.05) + 0.1 * row * (1 - cond.clouds)  # clear is cold
+    clear = 1 - cond.clouds
+    if c == SKY: return np.full(n, a - 0.35 * clear - 0.05) + 0.1 * row * clear   # a clear sky is cold
     if c in (ROAD, SIDEWALK):
         t = np.full(n, a + (1.3 if c == ROAD else 1.0) * load - 0.08 * (1 - sun) + rng.normal(0, 0.03))
         if not cond.wet: return t
         puddles = gaussian_filter(rng.standard_normal(yy.shape), 3)[m] > 0.3
-        return t - 0.25 * (1 - cond.clouds) * puddles               # puddles mirror the sky
+        return t - 0.25 * clear * puddles                           # puddles mirror the sky
     if c == BUILDING:
         wall = a + load + rng.normal(0, 0.04)
         windows = ((yy[m] % 6) < 3) & ((xx[m] % 5) < 2)
         glass = rng.uniform(0.1, 0.25) if sun == 0 else -rng.uniform(0.05, 0.2)  # lit rooms at night, the sky by day
         return wall + windows * glass
-    if c == VEGETATION: return a - 0.1 * sun + rng.normal(0, 0.03) + 0.06 * rng.standard_normal(n)  # leaves: transpiration
+    if c == VEGETATION: return a - 0.1 * sun + rng.normal(0, 0.03) + 0.06 * rng.standard_normal(n)  # transpiration
     if c in (FENCE, POLE): return np.full(n, a + 0.8 * load - 0.05 * (1 - sun) + rng.normal(0, 0.04))
     if c == BICYCLE: return np.full(n, a + 0.5 * load + rng.normal(0, 0.03))
     if c == PERSON:
         clothing = rng.uniform(0.02, 0.25)                          # how much body heat the clothes let through
         return a + np.where(row < 0.22, rng.uniform(0.2, 0.4), clothing + 0.05 * (row > 0.6))  # the head is bare
     if c == CAR:
-        t = np.where(row < 0.45, a + 0.5 * load - 0.2 * (1 - cond.clouds), a + load)  # windows mirror the sky
+        t = np.where(row < 0.45, a + 0.5 * load - 0.2 * clear, a + load)  # windows mirror the sky
         running = rng.random() < 0.5
         if not running: return t
         tyres, engine = rng.uniform(0.15, 0.35), rng.uniform(0.05, 0.2)
@@ -174,7 +181,8 @@ def render_thermal(cls: np.ndarray, inst: np.ndarray, rng: np.random.Generator, 
         temp[m] = object_temperature(int(cls[m][0]), m, yy, xx, cond, rng)
     temp = gaussian_filter(temp, sensor.blur)
     r2 = ((yy - h/2)**2 + (xx - w/2)**2) / ((h/2)**2 + (w/2)**2)
-    temp = temp - sensor.vignette * 0.3 * r2 + rng.normal(0, sensor.stripes, (1, w)) + rng.normal(0, sensor.noise, (h, w))
+    temp = temp - sensor.vignette * 0.3 * r2 + rng.normal(0, sensor.stripes, (1, w))
+    temp = temp + rng.normal(0, sensor.noise, (h, w))
     lo, hi = np.percentile(temp, [1, 99])                           # gain control: the frame's own range fills the output
     img = 0.5 + sensor.gain * ((temp - lo) / max(hi - lo, 1e-3) - 0.5) * 0.9
     return _to_u8(1 - img if sensor.black_hot else img)
