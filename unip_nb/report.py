@@ -145,9 +145,10 @@ def claims_table(
 
 # %% ../nbs/12_report.ipynb #18b36c20
 def detectable_effect(deltas: pd.DataFrame, dataset: str = "avg") -> pd.DataFrame:
-    "Per mode: the median and largest 95% half-width (points) of the ablation rows' paired deltas on `dataset`."
+    "Per mode, the median and largest 95% half-width (points) of the ablation rows' deltas on `dataset`."
     rows = deltas[(deltas["dataset"] == dataset) & (deltas["group"] != "reference")]
-    return (100 * rows.groupby("mode", sort=False)["ci"].agg(median="median", largest="max")).rename_axis(None)
+    widths = rows.groupby("mode", sort=False)["ci"].agg(median="median", largest="max")
+    return (100 * widths).rename_axis(None)
 
 # %% ../nbs/12_report.ipynb #1ca6fb3e
 def plot_deltas(deltas: pd.DataFrame, datasets: tuple = SEG_COLUMNS):

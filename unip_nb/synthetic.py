@@ -138,7 +138,8 @@ def object_temperature(
 ) -> np.ndarray:
     "Temperatures of the pixels of one object of scene class `c` (mask `m`) in the scene conditions `cond`."
     a, sun, n = cond.ambient, cond.sun, int(m.sum())
-    load = 0.3 * rng.uniform(0, 1) * sun * (1 - 0.5 * cond.wind)  # this surface's sun load (orientation, shade, wind)
+    # this surface's sun load: its share of the sun (orientation, shade), less what the wind carries off
+    load = 0.3 * rng.uniform(0, 1) * sun * (1 - 0.5 * cond.wind)
     row, col = _box_position(m, yy, xx)
     clear = 1 - cond.clouds
     if c == SKY: return np.full(n, a - 0.35 * clear - 0.05) + 0.1 * row * clear   # a clear sky is cold
@@ -150,14 +151,16 @@ def object_temperature(
     if c == BUILDING:
         wall = a + load + rng.normal(0, 0.04)
         windows = ((yy[m] % 6) < 3) & ((xx[m] % 5) < 2)
-        glass = rng.uniform(0.1, 0.25) if sun == 0 else -rng.uniform(0.05, 0.2)  # lit rooms at night, the sky by day
+        # windows show lit rooms at night and mirror the sky by day
+        glass = rng.uniform(0.1, 0.25) if sun == 0 else -rng.uniform(0.05, 0.2)
         return wall + windows * glass
-    if c == VEGETATION: return a - 0.1 * sun + rng.normal(0, 0.03) + 0.06 * rng.standard_normal(n)  # transpiration
+    # leaves transpire: cooler than the air by day
+    if c == VEGETATION: return a - 0.1 * sun + rng.normal(0, 0.03) + 0.06 * rng.standard_normal(n)
     if c in (FENCE, POLE): return np.full(n, a + 0.8 * load - 0.05 * (1 - sun) + rng.normal(0, 0.04))
     if c == BICYCLE: return np.full(n, a + 0.5 * load + rng.normal(0, 0.03))
     if c == PERSON:
-        clothing = rng.uniform(0.02, 0.25)                          # how much body heat the clothes let through
-        return a + np.where(row < 0.22, rng.uniform(0.2, 0.4), clothing + 0.05 * (row > 0.6))  # the head is bare
+        clothing = rng.uniform(0.02, 0.25)  # how much body heat the clothes let through
+        return a + np.where(row < 0.22, rng.uniform(0.2, 0.4), clothing + 0.05 * (row > 0.6))  # a bare head
     if c == CAR:
         t = np.where(row < 0.45, a + 0.5 * load - 0.2 * clear, a + load)  # windows mirror the sky
         running = rng.random() < 0.5
@@ -172,7 +175,7 @@ def _to_u8(x: np.ndarray) -> np.ndarray:
     return (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 def render_thermal(cls: np.ndarray, inst: np.ndarray, rng: np.random.Generator, sensor: Sensor) -> np.ndarray:
-    "8-bit thermal image `[h, w]` of a layout as seen by `sensor`: scene-dependent temperatures, then gain control."
+    "8-bit thermal image `[h, w]` of a layout as seen by `sensor`, with per-frame gain control."
     h, w = cls.shape
     yy, xx = _grid(h, w)
     cond, temp = scene_conditions(rng), np.zeros((h, w), np.float32)
@@ -183,7 +186,8 @@ def render_thermal(cls: np.ndarray, inst: np.ndarray, rng: np.random.Generator, 
     r2 = ((yy - h/2)**2 + (xx - w/2)**2) / ((h/2)**2 + (w/2)**2)
     temp = temp - sensor.vignette * 0.3 * r2 + rng.normal(0, sensor.stripes, (1, w))
     temp = temp + rng.normal(0, sensor.noise, (h, w))
-    lo, hi = np.percentile(temp, [1, 99])                           # gain control: the frame's own range fills the output
+    # gain control: the frame's own range fills the output
+    lo, hi = np.percentile(temp, [1, 99])
     img = 0.5 + sensor.gain * ((temp - lo) / max(hi - lo, 1e-3) - 0.5) * 0.9
     return _to_u8(1 - img if sensor.black_hot else img)
 
