@@ -78,9 +78,16 @@ def study_roots(preset: Preset, settings: Settings, progress: bool = False) -> d
         return {k: root/k for k in ("infpre", "in1k", "coco", *SEG_SETS)}
     return {"in1k" if k == "imagenet" else k: settings.path(k) for k in ("infpre", "imagenet", "coco", *SEG_SETS)}
 
-def infmix_spec(roots: dict[str, Path], variant: str = "full", sources: list[str] | None = None) -> InfMixSpec:
+def infmix_spec(
+    roots: dict[str, Path],
+    variant: str = "full",
+    sources: list[str] | None = None,     # keep only these of infpre, in1k and coco
+    thermal_scaling: str = "percentile",  # 16-bit and float images to 8 bits (files notebook)
+) -> InfMixSpec:
     "The InfMix variant `variant`, optionally restricted to the `sources` listed (infpre, in1k, coco)."
-    variants = infmix_variants(InfMixSpec(infpre=roots["infpre"], in1k=roots["in1k"], coco=roots["coco"]))
+    base = InfMixSpec(infpre=roots["infpre"], in1k=roots["in1k"], coco=roots["coco"],
+                      thermal_scaling=thermal_scaling)
+    variants = infmix_variants(base)
     if variant not in variants: raise KeyError(f"unknown InfMix variant {variant!r}; choose one of {', '.join(variants)}")
     spec = variants[variant]
     if sources is None: return spec
@@ -180,7 +187,9 @@ def segmentation_scores(backbone: VisionTransformer, roots: dict[str, Path], pre
                     continue
                 with stage(key):
                     set_seed(seed, reproducible=True)
-                    dls = seg_dataloaders(roots[name], name, crop=r.crop, bs=rank_batch(r.batch_size), seed=seed, num_workers=preset.num_workers)
+                    dls = seg_dataloaders(roots[name], name, crop=r.crop, bs=rank_batch(r.batch_size),
+                                          seed=seed, num_workers=preset.num_workers,
+                                          thermal_scaling=preset.thermal_scaling)
                     b = backbone_copy(backbone, r.crop, r.drop_path, r.layer_scale)
                     if mode == "ft": model = upernet(b, k, r.decoder_channels)
                     else: model = LinearProbe(b, spread_layers(len(b.blocks)), k, norm=r.probe_norm)
@@ -205,7 +214,7 @@ def run_ablation(ablation: Ablation, preset: Preset, seed: int, settings: Settin
                                f"the NMI rule (s = {s}) picks layer {picked}")
     target = ablation.target if teacher_layer is None or ablation.target == "none" else teacher_layer
     resolved = resolve_target(target, len(teacher.blocks), hybrid)
-    mix = infmix_spec(roots, ablation.infmix, infmix_sources)
+    mix = infmix_spec(roots, ablation.infmix, infmix_sources, preset.thermal_scaling)
     tid = teacher_id(preset, settings)
     if ablation.backbone == "teacher": backbone, made = teacher, dict(cached=True)
     else:

@@ -15,6 +15,7 @@ import datasets, pandas as pd
 from fastprogress.fastprogress import progress_bar
 from PIL import Image
 from torchvision import transforms
+from .config import THERMAL_SCALINGS
 from .files import IMAGE_SUFFIXES, is_image_file, read_image
 from torchvision.transforms import InterpolationMode
 
@@ -29,11 +30,14 @@ class InfMixSpec:
     per_cls_num: int = 200               # ImageNet images per class (official default; 0 keeps all)
     gray: bool = True                    # convert every image to L and back to 3 channels, as the official loader
     data_ratio: float = 1.0              # keep every int(1/data_ratio)-th image, as the official loader
+    thermal_scaling: str = "percentile"  # 16-bit and float images to 8 bits (files notebook)
 
     def __post_init__(self):
         if not (self.infpre or self.in1k or self.coco): raise ValueError("InfMixSpec is empty: give at least one of infpre, in1k, coco")
         if not 0 < self.data_ratio <= 1: raise ValueError(f"data_ratio must be in (0, 1], got {self.data_ratio}")
         if self.per_cls_num < 0: raise ValueError(f"per_cls_num must be >= 0, got {self.per_cls_num}")
+        if self.thermal_scaling not in THERMAL_SCALINGS: raise ValueError(
+            f"thermal_scaling must be one of {', '.join(THERMAL_SCALINGS)}, got {self.thermal_scaling!r}")
 
 # %% ../nbs/04_infmix.ipynb #1fdcd230
 def list_images(folder: Path) -> list[Path]:
@@ -75,9 +79,9 @@ def list_infmix(spec: InfMixSpec) -> list[tuple[str, str, str]]:
     return rows
 
 # %% ../nbs/04_infmix.ipynb #74bc8a93
-def load_image(path: str, gray: bool = False) -> Image.Image:
+def load_image(path: str, gray: bool = False, scaling: str = "percentile") -> Image.Image:
     "Decode `path` to RGB (through L when `gray`, as the official loader), or raise an error naming the file."
-    im = read_image(path, "RGB")
+    im = read_image(path, "RGB", scaling)
     return im.convert("L").convert("RGB") if gray else im
 
 def build_infmix(spec: InfMixSpec, skip_corrupt: bool = False, check: bool = True, progress: bool = True) -> datasets.Dataset:
@@ -87,7 +91,7 @@ def build_infmix(spec: InfMixSpec, skip_corrupt: bool = False, check: bool = Tru
     skipped = []
     if check:
         for r in (progress_bar(rows, leave=False) if progress else rows):
-            try: load_image(r[0])
+            try: load_image(r[0], scaling=spec.thermal_scaling)
             except ValueError:
                 if not skip_corrupt: raise
                 skipped.append(r[0])
@@ -108,13 +112,15 @@ def infmix_transform(size: int) -> transforms.Compose:
     return transforms.Compose([transforms.RandomResizedCrop(size, scale=(0.2, 1.0), interpolation=InterpolationMode.BICUBIC),
                                transforms.RandomHorizontalFlip(), transforms.ToTensor(), transforms.Normalize(INFMIX_MEAN, INFMIX_STD)])
 
-def _to_tensors(batch: dict, tf, gray: bool) -> dict:
+def _to_tensors(batch: dict, tf, gray: bool, scaling: str) -> dict:
     "Load and transform a batch of paths."
-    return {"image": [tf(load_image(p, gray)) for p in batch["path"]], "source": batch["source"]}
+    return {"image": [tf(load_image(p, gray, scaling)) for p in batch["path"]], "source": batch["source"]}
 
 def infmix_torch(ds: datasets.Dataset, size: int) -> datasets.Dataset:
     "`ds` with images decoded (grey when its spec says so) and transformed on access: items are `{'image': Tensor[3, size, size], 'source': str}`."
-    return ds.with_transform(partial(_to_tensors, tf=infmix_transform(size), gray=infmix_meta(ds)["spec"]["gray"]))
+    spec = infmix_meta(ds)["spec"]
+    load = partial(_to_tensors, tf=infmix_transform(size), gray=spec["gray"], scaling=spec["thermal_scaling"])
+    return ds.with_transform(load)
 
 # %% ../nbs/04_infmix.ipynb #054e4a84
 def infmix_variants(base: InfMixSpec) -> dict[str, InfMixSpec]:

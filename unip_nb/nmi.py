@@ -90,7 +90,12 @@ def layer_means(layer_nmi: pd.DataFrame) -> pd.Series:
 
 def select_hybrid_layer(layer_nmi: pd.DataFrame, s: float = HYBRID_TARGET) -> int:
     "The paper's rule: the layer whose head-averaged NMI is closest to `s` (the shallowest one on a tie)."
-    return int((layer_means(layer_nmi) - s).abs().idxmin())
+    means = layer_means(layer_nmi)
+    finite = np.isfinite(layer_nmi["nmi"].to_numpy(float))  # pandas' mean would skip a NaN head
+    broken = sorted(set(layer_nmi.loc[~finite, "layer"].tolist()))
+    if broken: raise ValueError(f"the NMI of layer(s) {broken} is not finite: "
+                                "their attention maps are broken, so no hybrid layer is picked")
+    return int((means - s).abs().idxmin())
 
 def classify_pattern(nmi, bands: tuple = PATTERN_BANDS):
     "'global', 'hybrid' or 'local' for an NMI value (or an array of them), by this project's `bands`."

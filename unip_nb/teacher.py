@@ -11,7 +11,7 @@ __all__ = ['CHECKPOINT_FORMATS', 'STRIP_PREFIXES', 'TEACHER_VERSION', 'MASK_RATI
            'teacher_record', 'teacher_for']
 
 # %% ../nbs/07_teacher.ipynb #bda4dfc4
-import argparse, json, math, pickle, time
+import argparse, json, math, pickle, time, warnings
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -37,6 +37,8 @@ from .training import NaNGuard, accumulation, adamw, fit_resumable, group_lrs, o
 def read_checkpoint(path: Path) -> dict:
     "The object saved in the local file `path`, read on the CPU with `weights_only=True`; errors name the file."
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"checkpoint {path} is a folder: give the checkpoint file inside it")
     if not path.is_file(): raise FileNotFoundError(f"checkpoint {path} does not exist")
     try:
         with torch.serialization.safe_globals([argparse.Namespace]): obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -102,6 +104,10 @@ def _fit_pos_embed(pe: Tensor, model: VisionTransformer, name: str) -> Tensor:
     if side * side != n: raise ValueError(f"{name}: pos_embed of shape {tuple(pe.shape)} has {n} patch positions, not a square grid")
     return resample_abs_pos_embed(pe, new_size=list(model.patch_embed.grid_size), old_size=[side, side], num_prefix_tokens=prefix)
 
+def _blocks_in(sd: dict) -> set[int]:
+    "The 0-based block indices that keys `blocks.<i>.*` of state dict `sd` name."
+    return {int(k.split(".")[1]) for k in sd if k.startswith("blocks.") and k.split(".")[1].isdigit()}
+
 def load_vit_checkpoint(model: VisionTransformer, path: Path, source: str = "auto", obj: dict | None = None) -> LoadReport:
     "Load the official checkpoint file `path` (MAE, DINO, iBOT, DeiT or timm layout; `obj` if already read) into `model`; refuse shapes that do not fit."
     sd = extract_state_dict(read_checkpoint(path) if obj is None else obj, source, str(path))
@@ -119,9 +125,17 @@ def load_vit_checkpoint(model: VisionTransformer, path: Path, source: str = "aut
     matched = {k: v for k, v in sd.items() if k in target}
     if not matched: raise ValueError(f"no key of {path} matches the model: the file has {sorted(sd)[:4]}..., "
                                      f"{type(model).__name__} expects {list(target)[:4]}...")
+    deeper = _blocks_in(sd) - set(range(len(model.blocks)))
+    if deeper: warnings.warn(f"{path} holds {max(deeper) + 1} blocks and the model {len(model.blocks)}: "
+                             f"blocks {len(model.blocks) + 1}..{max(deeper) + 1} are not loaded "
+                             "(a deeper model's checkpoint?)")
     bad = [f"{k}: {tuple(v.shape)} in the file, {tuple(target[k].shape)} in the model" for k, v in matched.items() if v.shape != target[k].shape]
     if bad: raise ValueError(f"{path} does not fit the model (a checkpoint of another architecture?): {'; '.join(bad[:3])}"
                              + (f"; and {len(bad) - 3} more" if len(bad) > 3 else ""))
+    nonfinite = (k for k, v in matched.items() if v.is_floating_point() and not torch.isfinite(v).all())
+    broken = next(nonfinite, None)
+    if broken: raise ValueError(f"{path}: tensor {broken} holds NaN or infinite values "
+                                "(a damaged file, or saved from a diverged run)")
     res = model.load_state_dict(matched, strict=False)
     return LoadReport(str(path), tuple(res.missing_keys), tuple(sorted(set(sd) - set(target))), tuple(ignored), tuple(resized))
 
