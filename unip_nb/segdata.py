@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 from .distributed import training_dataloaders
-from .files import read_image, to_8bit
+from .files import read_image
 from torch import Tensor
 from torch.utils.data import Dataset
 
