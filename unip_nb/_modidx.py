@@ -41,6 +41,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'unip_nb.config.Settings': ('config.html#settings', 'unip_nb/config.py'),
                                 'unip_nb.config.Settings.path': ('config.html#settings.path', 'unip_nb/config.py'),
                                 'unip_nb.config._read_ini': ('config.html#_read_ini', 'unip_nb/config.py'),
+                                'unip_nb.config.check_thermal_scaling': ('config.html#check_thermal_scaling', 'unip_nb/config.py'),
                                 'unip_nb.config.find_settings': ('config.html#find_settings', 'unip_nb/config.py'),
                                 'unip_nb.config.get_preset': ('config.html#get_preset', 'unip_nb/config.py'),
                                 'unip_nb.config.load_settings': ('config.html#load_settings', 'unip_nb/config.py')},

@@ -71,15 +71,14 @@ def run_config(ablation: Ablation, preset: Preset, seed: int, teacher_layer: int
 
 # %% ../nbs/10_ablations.ipynb #1b8df6b0
 SEG_SETS = ("soda", "mfnet", "scutseg")
+SOURCES = ("infpre", "in1k", "coco")  # the pre-training sources of InfMix
 
 def study_roots(preset: Preset, settings: Settings, progress: bool = False) -> dict[str, Path]:
     "Folders of the pre-training sources (infpre, in1k, coco) and of the three segmentation sets."
     if preset.embedded is not None:
         root = generate_embedded(settings.data_root, preset.embedded, preset.data_seed, progress)
-        return {k: root/k for k in ("infpre", "in1k", "coco", *SEG_SETS)}
+        return {k: root/k for k in (*SOURCES, *SEG_SETS)}
     return {"in1k" if k == "imagenet" else k: settings.path(k) for k in ("infpre", "imagenet", "coco", *SEG_SETS)}
-
-SOURCES = ("infpre", "in1k", "coco")
 
 def check_infmix_sources(sources) -> None:
     "Refuse `infmix_sources` that are not a non-empty list of names from `SOURCES`."
@@ -103,7 +102,7 @@ def infmix_spec(
     spec = variants[variant]
     if sources is None: return spec
     check_infmix_sources(sources)
-    return replace(spec, **{s: None for s in ("infpre", "in1k", "coco") if s not in sources})
+    return replace(spec, **{s: None for s in SOURCES if s not in sources})
 
 # %% ../nbs/10_ablations.ipynb #71dd09c2
 def teacher_depth(preset: Preset) -> int:
@@ -267,7 +266,7 @@ def run_ablation(ablation: Ablation, preset: Preset, seed: int, settings: Settin
     composition = None  # the InfMix a run distilled on; runs without distillation use none
     if ablation.backbone == "student" and resolved is not None:
         counts = pd.Series(build_infmix(mix, check=False, progress=False)["source"]).value_counts()
-        composition = {src: int(counts.get(src, 0)) for src in ("infpre", "in1k", "coco")} | {"gray": mix.gray}
+        composition = {src: int(counts.get(src, 0)) for src in SOURCES} | {"gray": mix.gray}
     return dict(scores, teacher_nmi={int(k): float(v) for k, v in means.items()}, target=resolved and list(resolved), infmix=composition,
                 hybrid_layer=hybrid, nmi_layer=picked, student_cached=made["cached"],
                 distill_losses=made.get("losses", []), resumed=resumed)

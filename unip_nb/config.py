@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['SETTINGS_ENV', 'STUDY_KEYS', 'PATH_KEYS', 'THERMAL_SCALINGS', 'PRESETS', 'Settings', 'find_settings', 'load_settings',
-           'EmbeddedSizes', 'PretrainRecipe', 'SegRecipe', 'Preset', 'get_preset']
+           'EmbeddedSizes', 'PretrainRecipe', 'SegRecipe', 'check_thermal_scaling', 'Preset', 'get_preset']
 
 # %% ../nbs/00_config.ipynb #51cf7716
 import configparser, os
@@ -125,6 +125,12 @@ class SegRecipe:
 # %% ../nbs/00_config.ipynb #58a0ccf4
 THERMAL_SCALINGS = ("percentile", "minmax", "refuse")  # 16-bit and float images to 8 bits (files notebook)
 
+def check_thermal_scaling(scaling: str, owner: str = "") -> None:
+    "Refuse a `thermal_scaling` outside `THERMAL_SCALINGS`; `owner` leads the message."
+    if scaling not in THERMAL_SCALINGS:
+        raise ValueError(f"{owner}thermal_scaling must be one of {', '.join(THERMAL_SCALINGS)}, "
+                         f"got {scaling!r}")
+
 @dataclass(frozen=True)
 class Preset:
     "Sizes of one scale of the study."
@@ -152,9 +158,7 @@ class Preset:
         if self.hybrid_layer != "nmi" and not (fixed and self.hybrid_layer >= 1):
             raise ValueError(f"preset {self.name!r}: hybrid_layer must be 'nmi' (the NMI rule) "
                              f"or a 1-based teacher layer, got {self.hybrid_layer!r}")
-        if self.thermal_scaling not in THERMAL_SCALINGS:
-            raise ValueError(f"preset {self.name!r}: thermal_scaling must be one of "
-                             f"{', '.join(THERMAL_SCALINGS)}, got {self.thermal_scaling!r}")
+        check_thermal_scaling(self.thermal_scaling, f"preset {self.name!r}: ")
 
     @property
     def needs_real_data(self) -> bool:

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 import numpy as np, torch
 from PIL import Image
-from .config import THERMAL_SCALINGS
+from .config import check_thermal_scaling
 
 # %% ../nbs/00_files.ipynb #feedfeec
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")  # compared case-insensitively
@@ -32,8 +32,7 @@ def to_8bit(
     name: str = "image",          # what the values are, for the errors
 ) -> np.ndarray:
     "`values` stretched to uint8: their 1st-99th percentiles (or their range) to 0-255."
-    if scaling not in THERMAL_SCALINGS:
-        raise ValueError(f"thermal_scaling must be one of {', '.join(THERMAL_SCALINGS)}, got {scaling!r}")
+    check_thermal_scaling(scaling)
     if scaling == "refuse":
         raise ValueError(f"{name} has more than 8 bits per pixel and thermal_scaling is 'refuse': "
                          "set it to 'percentile' or 'minmax' to stretch each image to 8 bits")

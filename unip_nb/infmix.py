@@ -15,7 +15,7 @@ import datasets, pandas as pd
 from fastprogress.fastprogress import progress_bar
 from PIL import Image
 from torchvision import transforms
-from .config import THERMAL_SCALINGS
+from .config import check_thermal_scaling
 from .files import IMAGE_SUFFIXES, is_image_file, read_image
 from torchvision.transforms import InterpolationMode
 
@@ -36,8 +36,7 @@ class InfMixSpec:
         if not (self.infpre or self.in1k or self.coco): raise ValueError("InfMixSpec is empty: give at least one of infpre, in1k, coco")
         if not 0 < self.data_ratio <= 1: raise ValueError(f"data_ratio must be in (0, 1], got {self.data_ratio}")
         if self.per_cls_num < 0: raise ValueError(f"per_cls_num must be >= 0, got {self.per_cls_num}")
-        if self.thermal_scaling not in THERMAL_SCALINGS: raise ValueError(
-            f"thermal_scaling must be one of {', '.join(THERMAL_SCALINGS)}, got {self.thermal_scaling!r}")
+        check_thermal_scaling(self.thermal_scaling)
 
 # %% ../nbs/04_infmix.ipynb #1fdcd230
 def list_images(folder: Path) -> list[Path]:
