@@ -63,13 +63,14 @@ def test_rerun_reuses_complete_records(smoke_study, study_dirs):
 def test_template_parameters_from_papermill(smoke_study, study_dirs, tmp_path, monkeypatch):
     "Any parameter of the ablation template can be set from papermill directly: here an unregistered teacher layer."
     for k, v in study_dirs.items(): monkeypatch.setenv(k, v)
-    record = tmp_path/"record.json"
+    record = Path(study_dirs["UNIP_NB_REPORTS_DIR"])/"papermill"/"record.json"
     pm.execute_notebook(str(REPO/"nbs/runs/ablation.ipynb"), str(tmp_path/"out.ipynb"), cwd=str(REPO/"nbs/runs"), progress_bar=False,
                         parameters=dict(ablation="unip", preset="smoke", seed=0, teacher_layer=2, record_path=str(record)))
     rec = read_record(record)
     assert rec["config"]["teacher_layer"] == 2 and rec["metrics"]["target"] == ["attention", 2]
 
-def test_nmi_template_parameters(tmp_path):
+def test_nmi_template_parameters(tmp_path, monkeypatch):
+    monkeypatch.setenv("UNIP_NB_REPORTS_DIR", str(tmp_path))
     record = tmp_path/"record.json"
     pm.execute_notebook(str(REPO/"nbs/runs/nmi.ipynb"), str(tmp_path/"out.ipynb"), cwd=str(REPO/"nbs/runs"), progress_bar=False,
                         parameters=dict(preset="smoke", seed=3, arch="vit_small_patch8_224", s=0.0, record_path=str(record)))
@@ -78,7 +79,14 @@ def test_nmi_template_parameters(tmp_path):
     means = rec["metrics"]["layer_nmi"]
     assert len(means) == 12 and rec["metrics"]["selected_layer"] == int(min(means, key=means.get)), "s = 0 picks the lowest-NMI layer"
 
-def test_failed_run_keeps_its_notebook_and_is_marked_failed(tmp_path):
+def test_record_outside_the_reports_folder_is_refused(tmp_path, study_dirs, monkeypatch):
+    for k, v in study_dirs.items(): monkeypatch.setenv(k, v)
+    with pytest.raises(pm.PapermillExecutionError, match="is outside the reports folder"):
+        pm.execute_notebook(str(REPO/"nbs/runs/ablation.ipynb"), str(tmp_path/"out.ipynb"), cwd=str(REPO/"nbs/runs"),
+                            progress_bar=False, parameters=dict(preset="smoke", record_path=str(tmp_path/"r.json")))
+
+def test_failed_run_keeps_its_notebook_and_is_marked_failed(tmp_path, monkeypatch):
+    monkeypatch.setenv("UNIP_NB_REPORTS_DIR", str(tmp_path.parent))
     res = execute_run(REPO/"nbs/runs/nmi.ipynb", tmp_path, dict(preset="smoke", arch="resnet18"))
     assert res["status"] == "failed" and "resnet18 is not a timm VisionTransformer" in res["error"]
     assert (tmp_path/"run.ipynb").exists() and (tmp_path.parent/f"{tmp_path.name}.html").exists()
@@ -95,6 +103,8 @@ def test_paper_preset_refuses_without_real_data():
     (["study", "--preset", "smoke", "--ablations", "no_nmi"], {}, "unknown ablation 'no_nmi'"),
     (["study"], {"UNIP_NB_PRESET": "tiny"}, "preset = 'tiny' is not one of"),
     (["study"], {"UNIP_NB_SETTINGS": "/nonexistent/settings.ini"}, "/nonexistent/settings.ini does not exist"),
+    (["study", "--preset", "smoke"], {"UNIP_NB_CACHE_DIR": str(REPO/"settings.ini")}, "is a file (set by $UNIP_NB_CACHE_DIR)"),
+    (["run", "--ablation", "unip", "--preset", "smoke", "--teacher-layer", "9"], {}, "teacher_layer 9 is outside the teacher"),
 ])
 def test_bad_input_is_named(args, env, message, study_dirs):
     p = unip_nb(*args, **{**study_dirs, **env})

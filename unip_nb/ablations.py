@@ -4,12 +4,12 @@
 
 # %% auto #0
 __all__ = ['RUN_VERSION', 'SEG_SETS', 'SOURCES', 'STUDENT_VERSION', 'Ablation', 'ablation_registry', 'get_ablation', 'run_config',
-           'study_roots', 'check_infmix_sources', 'infmix_spec', 'teacher_depth', 'check_run_parameters', 'teacher_id',
+           'study_roots', 'check_infmix_sources', 'infmix_spec', 'check_run_parameters', 'teacher_id',
            'teacher_layer_nmi', 'choose_hybrid_layer', 'distilled_student', 'regroup_heads', 'backbone_copy',
            'segmentation_scores', 'run_ablation']
 
 # %% ../nbs/10_ablations.ipynb #59aac257
-import copy, json, math
+import copy, json, math, re
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -40,6 +40,15 @@ class Ablation:
     target: str | int = "hybrid" # distillation target (see the distillation notebook)
     infmix: str = "full"         # InfMix variant (see the InfMix notebook)
     backbone: str = "student"    # "student", or "teacher" for the reference row
+
+    def __post_init__(self):
+        "Refuse a `backbone` or an `infmix` variant that no stage knows (the target: `check_run_parameters`)."
+        if self.backbone not in ("student", "teacher"):
+            raise ValueError(f"ablation {self.name!r}: backbone must be 'student' or 'teacher', "
+                             f"got {self.backbone!r}")
+        if not re.fullmatch(r"full|no_gray|no_(infpre|in1k|coco)|without_\w+", self.infmix):
+            raise ValueError(f"ablation {self.name!r}: infmix must be full, no_gray, no_<source> or "
+                             f"without_<InfPre sub-dataset>, got {self.infmix!r}")
 
 def ablation_registry(infpre_subsets: list[str]) -> dict[str, Ablation]:
     "Every ablation of the study, for an InfPre with sub-datasets `infpre_subsets`."
@@ -105,19 +114,20 @@ def infmix_spec(
     return replace(spec, **{s: None for s in SOURCES if s not in sources})
 
 # %% ../nbs/10_ablations.ipynb #71dd09c2
-def teacher_depth(preset: Preset) -> int:
-    "Number of blocks of the preset's teacher, from its architecture alone (built on the meta device)."
-    with torch.device("meta"): return len(create_vit(preset.teacher_arch, preset.img_size).blocks)
-
 def check_run_parameters(
-    ablation: Ablation,
     preset: Preset,
     teacher_layer: int | None = None,  # a layer overriding the ablation's target
     infmix_sources: list[str] | None = None,
     s: float = HYBRID_TARGET,          # the NMI of the hybrid pattern
+    target: str | int = "hybrid",      # the registry entry's distillation target
 ) -> None:
     "Refuse, before any stage runs, parameters that do not fit the preset, naming each and what is allowed."
-    depth = teacher_depth(preset)
+    with torch.device("meta"):  # the architectures alone, no weights
+        teacher = create_vit(preset.teacher_arch, preset.img_size)
+        heads, depth = teacher.blocks[0].attn.num_heads, len(teacher.blocks)
+        try: unip_student(preset.student_arch, preset.img_size, last_heads=heads)
+        except ValueError as e:
+            raise ValueError(f"preset {preset.name!r}: {e}, the teacher's head count") from e
     if teacher_layer is not None:
         if isinstance(teacher_layer, bool) or not isinstance(teacher_layer, int):
             raise TypeError(f"teacher_layer must be a whole layer number or None, got {teacher_layer!r} "
@@ -128,7 +138,7 @@ def check_run_parameters(
     if isinstance(preset.hybrid_layer, int) and preset.hybrid_layer > depth:
         raise ValueError(f"preset {preset.name!r}: hybrid_layer {preset.hybrid_layer} "
                          f"is deeper than its {depth}-block teacher")
-    resolve_target(ablation.target, depth, hybrid_layer=1)  # the target is known and within the teacher
+    resolve_target(target, depth, hybrid_layer=1)  # the target is known and within the teacher
     if infmix_sources is not None: check_infmix_sources(infmix_sources)
     if isinstance(s, bool) or not isinstance(s, (int, float)) or not (math.isfinite(s) and 0 < s < 1):
         raise ValueError(f"s (the NMI of the hybrid pattern) must be a number strictly between 0 and 1, "
@@ -244,7 +254,7 @@ def segmentation_scores(backbone: VisionTransformer, roots: dict[str, Path], pre
 def run_ablation(ablation: Ablation, preset: Preset, seed: int, settings: Settings, teacher_layer: int | None = None,
                  infmix_sources: list[str] | None = None, s: float = 0.09, stage=_untimed) -> dict:
     "Teacher -> NMI layer choice -> InfMix -> distillation -> fine-tuning and linear probing: the metrics of one run, resuming a killed one."
-    check_run_parameters(ablation, preset, teacher_layer, infmix_sources, s)
+    check_run_parameters(preset, teacher_layer, infmix_sources, s, ablation.target)
     with stage("data"): roots = rank0_first(study_roots, preset, settings)
     with stage("teacher"): teacher = teacher_for(preset, settings, progress=False).to(train_device())
     with stage("teacher_nmi"): nmi = from_rank0(teacher_layer_nmi, teacher, roots["in1k"], preset)  # measured once: one layer for all ranks

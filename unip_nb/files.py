@@ -99,8 +99,9 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
         failpoint(f"write:{path.name}")
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno and not e.filename: e.filename = str(path)  # a full disk
         raise
     return path
 
