@@ -69,6 +69,16 @@ def test_template_parameters_from_papermill(smoke_study, study_dirs, tmp_path, m
     rec = read_record(record)
     assert rec["config"]["teacher_layer"] == 2 and rec["metrics"]["target"] == ["attention", 2]
 
+def test_preset_overrides_from_the_command_line(smoke_study, study_dirs):
+    "A preset field changed with --set: the run lands in its own study folder, its record holds the overrides."
+    iters = [["soda", 2, 1], ["mfnet", 2, 1], ["scutseg", 2, 1]]
+    p = unip_nb("run", "--ablation", "no_pretrain", "--preset", "smoke", "--set", f"seg.iters={json.dumps(iters)}", **study_dirs)
+    assert p.returncode == 0, p.stderr[-3000:]
+    folder, = [d for d in Path(study_dirs["UNIP_NB_REPORTS_DIR"]).glob("smoke-*")]
+    rec = read_record(folder/"no_pretrain-s0"/"record.json")
+    assert rec["config"]["overrides"] == {"seg.iters": iters} and rec["config"]["preset"]["seg"]["iters"] == iters
+    assert "overrides" not in read_record(smoke_study[1]/"no_pretrain-s0"/"record.json")["config"]
+
 def test_nmi_template_parameters(tmp_path, monkeypatch):
     monkeypatch.setenv("UNIP_NB_REPORTS_DIR", str(tmp_path))
     record = tmp_path/"record.json"
@@ -105,6 +115,9 @@ def test_paper_preset_refuses_without_real_data():
     (["study"], {"UNIP_NB_SETTINGS": "/nonexistent/settings.ini"}, "/nonexistent/settings.ini does not exist"),
     (["study", "--preset", "smoke"], {"UNIP_NB_CACHE_DIR": str(REPO/"settings.ini")}, "is a file (set by $UNIP_NB_CACHE_DIR)"),
     (["run", "--ablation", "unip", "--preset", "smoke", "--teacher-layer", "9"], {}, "teacher_layer 9 is outside the teacher"),
+    (["run", "--ablation", "unip", "--preset", "smoke", "--set", "distill.epoch=3"], {}, "unknown preset field 'distill.epoch'"),
+    (["study", "--preset", "smoke", "--set", "seg.lr=fast"], {}, "preset field 'seg.lr' takes float, got 'fast' (str)"),
+    (["study", "--preset", "smoke", "--set", "distill.epochs"], {}, "write FIELD=VALUE"),
 ])
 def test_bad_input_is_named(args, env, message, study_dirs):
     p = unip_nb(*args, **{**study_dirs, **env})

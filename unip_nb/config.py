@@ -5,10 +5,10 @@
 # %% auto #0
 __all__ = ['SETTINGS_ENV', 'STUDY_KEYS', 'STUDY_FOLDERS', 'PATH_KEYS', 'PATH_KINDS', 'ERRNO_ADVICE', 'THERMAL_SCALINGS',
            'PRESETS', 'Settings', 'find_settings', 'load_settings', 'EmbeddedSizes', 'PretrainRecipe', 'SegRecipe',
-           'check_thermal_scaling', 'Preset', 'get_preset']
+           'check_thermal_scaling', 'Preset', 'get_preset', 'parse_overrides', 'override_preset']
 
 # %% ../nbs/00_config.ipynb #51cf7716
-import configparser, errno, os, tempfile
+import configparser, dataclasses, errno, json, os, tempfile, types, typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -199,11 +199,14 @@ class Preset:
     thermal_scaling: str = "percentile"  # 16-bit and float images to 8 bits (THERMAL_SCALINGS)
 
     def __post_init__(self):
-        "Refuse a `hybrid_layer` that is neither the rule nor a layer, and an unknown `thermal_scaling`."
+        "Refuse a `hybrid_layer` that is neither the rule nor a layer, an unknown `amp` or `thermal_scaling`."
         fixed = isinstance(self.hybrid_layer, int) and not isinstance(self.hybrid_layer, bool)
         if self.hybrid_layer != "nmi" and not (fixed and self.hybrid_layer >= 1):
             raise ValueError(f"preset {self.name!r}: hybrid_layer must be 'nmi' (the NMI rule) "
                              f"or a 1-based teacher layer, got {self.hybrid_layer!r}")
+        if self.amp not in (None, "bf16", "fp16"):
+            raise ValueError(f"preset {self.name!r}: amp must be None (fp32), 'bf16' or 'fp16', "
+                             f"got {self.amp!r}")
         check_thermal_scaling(self.thermal_scaling, f"preset {self.name!r}: ")
 
     @property
@@ -245,3 +248,53 @@ def get_preset(name: str) -> Preset:
     "The preset called `name`, or an error listing the known ones."
     if name not in PRESETS: raise KeyError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     return PRESETS[name]
+
+# %% ../nbs/00_config.ipynb #7a707dc3
+def parse_overrides(overrides: dict | str | None) -> dict:
+    "Preset overrides as a dict: a dict, its JSON text (papermill's `-p`, the command line), or None."
+    if overrides is None: return {}
+    if isinstance(overrides, str):
+        try: overrides = json.loads(overrides)
+        except json.JSONDecodeError as e: raise ValueError(f"overrides {overrides!r} is not JSON: {e}") from e
+    if not isinstance(overrides, dict) or not all(isinstance(k, str) for k in overrides):
+        raise TypeError("overrides must map dotted preset fields to values, e.g. {\"distill.epochs\": 10}, "
+                        f"got {overrides!r}")
+    return overrides
+
+def _kind_names(kind) -> str:
+    "A field type in words: `int or str`."
+    kinds = typing.get_args(kind) if isinstance(kind, types.UnionType) else (kind,)
+    return " or ".join("None" if k is type(None) else k.__name__ for k in kinds)
+
+def _typed(value, kind, key: str):
+    "`value` as a field of type `kind` holds it (lists as tuples, ints as floats), else a `TypeError`."
+    for k in typing.get_args(kind) if isinstance(kind, types.UnionType) else (kind,):
+        if k is type(None) and value is None: return None
+        if k is tuple and isinstance(value, (list, tuple)):
+            return tuple(tuple(v) if isinstance(v, list) else v for v in value)
+        if isinstance(value, bool) and k is not bool: continue  # True is an int to Python, not to a preset
+        if k is float and isinstance(value, (int, float)): return float(value)
+        if k in (int, str, bool, dict) and isinstance(value, k): return value
+    hint = "; set its fields one by one (e.g. distill.epochs)" if isinstance(value, dict) else ""
+    raise TypeError(f"preset field {key!r} takes {_kind_names(kind)}, "
+                    f"got {value!r} ({type(value).__name__}){hint}")
+
+def _with_field(obj, path: list[str], value, key: str):
+    "Dataclass `obj` with the field at `path` (names, outermost first) set to `value`."
+    fields = {f.name: f for f in dataclasses.fields(obj)}
+    name = path[0]
+    if name not in fields:
+        raise ValueError(f"unknown preset field {key!r}: {type(obj).__name__} has {', '.join(fields)}")
+    if len(path) == 1: return dataclasses.replace(obj, **{name: _typed(value, fields[name].type, key)})
+    inner = getattr(obj, name)
+    if not dataclasses.is_dataclass(inner):
+        raise ValueError(f"preset field {key!r}: {name} is {inner!r}, which has no fields to set")
+    return dataclasses.replace(obj, **{name: _with_field(inner, path[1:], value, key)})
+
+def override_preset(preset: Preset, overrides: dict | str | None) -> Preset:
+    "`preset` with the fields named by dotted keys set (`{\"distill.epochs\": 10}`), each type-checked."
+    for key, value in parse_overrides(overrides).items():
+        if key == "name":
+            raise ValueError("the preset's name cannot be overridden: its runs' folders are named after it")
+        preset = _with_field(preset, key.split("."), value, key)
+    return preset

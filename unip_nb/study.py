@@ -4,9 +4,9 @@
 
 # %% auto #0
 __all__ = ['LIBRARIES', 'KERNEL', 'RUNS_DIR', 'git_commit', 'library_versions', 'RunRecorder', 'read_record', 'check_ready',
-           'template_path', 'default_record_path', 'check_record_path', 'render_html', 'execute_notebook', 'run_html',
-           'execute_run', 'study_registry', 'prepare_shared_stages', 'reusable_record', 'run_study', 'run_one', 'main',
-           'cli']
+           'template_path', 'study_dir', 'default_record_path', 'check_record_path', 'render_html', 'execute_notebook',
+           'run_html', 'execute_run', 'study_registry', 'prepare_shared_stages', 'reusable_record', 'run_study',
+           'run_one', 'parse_set', 'main', 'cli']
 
 # %% ../nbs/11_study.ipynb #6294791d
 import argparse, json, os, platform, signal, subprocess, sys, time, warnings
@@ -19,13 +19,14 @@ import psutil, torch, unip_nb
 from fastprogress.fastprogress import progress_bar
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from .ablations import (Ablation, ablation_registry, check_run_parameters, get_ablation, run_ablation,
-                               run_config, study_roots)
-from .config import PATH_KEYS, PRESETS, STUDY_FOLDERS, Preset, Settings, get_preset, load_settings
+                               run_config, run_preset, study_roots)
+from .config import (PATH_KEYS, PRESETS, STUDY_FOLDERS, Preset, Settings, get_preset, load_settings,
+                            override_preset, parse_overrides)
 from .infmix import infpre_subsets
 from .synthetic import INFPRE_SENSORS
 from .teacher import teacher_for
 from .distributed import close_distributed, init_distributed
-from .files import STUDY_PID_ENV, atomic_write_text, held_lock, world
+from .files import STUDY_PID_ENV, atomic_write_text, held_lock, stable_hash, world
 
 # %% ../nbs/11_study.ipynb #6bb53f20
 def git_commit(repo: Path | None = None) -> dict:
@@ -101,9 +102,13 @@ def template_path(name: str) -> Path:
         "install the package from a whole clone (pip install -e .)")
     return p
 
-def default_record_path(settings: Settings, preset: str, run: str) -> Path:
-    "Where run `run` of `preset` keeps its record: `<reports_dir>/<preset>/<run>/record.json`."
-    return settings.reports_dir/preset/run/"record.json"
+def study_dir(settings: Settings, preset: str, overrides: dict | None = None) -> Path:
+    "A study's folder: `<reports_dir>/<preset>`, or `<preset>-<hash of overrides>` with overrides."
+    return settings.reports_dir/(f"{preset}-{stable_hash(overrides)}" if overrides else preset)
+
+def default_record_path(settings: Settings, preset: str, run: str, overrides: dict | None = None) -> Path:
+    "Where run `run` of `preset` (with `overrides`) keeps its record: `record.json` in its study's folder."
+    return study_dir(settings, preset, overrides)/run/"record.json"
 
 def check_record_path(settings: Settings, record_path: Path | str) -> Path:
     "`record_path` made absolute, or an error when it lies outside the reports folder (read by the summary)."
@@ -160,42 +165,57 @@ def reusable_record(record_file: Path, config: dict) -> dict | None:
     return rec if rec.get("config") == config else None
 
 # %% ../nbs/11_study.ipynb #7e05b160
-def run_study(preset: str, ablations: list[str] | None = None, seeds: list[int] | None = None, settings: Settings | None = None,
-              jobs: int = 1, force: bool = False) -> dict:
+def run_study(
+    preset: str,
+    ablations: list[str] | None = None,  # registered names; None: all
+    seeds: list[int] | None = None,      # None: the preset's
+    settings: Settings | None = None,    # None: the nearest settings.ini
+    jobs: int = 1,                       # runs executed at once
+    force: bool = False,                 # rerun runs whose complete record could be reused
+    overrides: dict | None = None,       # preset fields changed for every run (`override_preset`)
+) -> dict:
     "Run every (ablation, seed) of `preset` and the summary; return `{run name: record or failure}`."
-    settings, p = settings or load_settings(), get_preset(preset)
+    settings, overrides = settings or load_settings(), parse_overrides(overrides)
+    p = override_preset(get_preset(preset), overrides)
     check_ready(p, settings)
     templates = {name: template_path(name) for name in ("ablation", "summary")}  # before any stage runs
-    out = settings.reports_dir/preset
+    out = study_dir(settings, preset, overrides)
     with held_lock(out/".study.lock"):
-        return _run_study(p, settings, templates, ablations, seeds, jobs, force)
+        return _run_study(p, settings, templates, out, ablations, seeds, jobs, force, overrides)
 
 def _run_study(
     p: Preset,
     settings: Settings,
     templates: dict[str, Path],  # "ablation" and "summary"
+    out: Path,                   # the study's folder
     ablations: list[str] | None,
     seeds: list[int] | None,
     jobs: int,
     force: bool,
+    overrides: dict,
 ) -> dict:
-    "`run_study` once its lock on the preset's reports is held."
-    registry, preset, out = study_registry(p, settings), p.name, settings.reports_dir/p.name
+    "`run_study` once its lock on the study's folder is held; `p` is the preset with `overrides` applied."
+    registry, preset = study_registry(p, settings), p.name
     chosen = [get_ablation(registry, a) for a in (ablations or registry)]
     prepare_shared_stages(p, settings)
     runs = {f"{a.name}-s{s}": (a, s) for a in chosen for s in (seeds if seeds is not None else p.seeds)}
-    found = {n: None if force else reusable_record(out/n/"record.json", run_config(a, p, s)) for n, (a, s) in runs.items()}
+    base = get_preset(preset)  # the row's overrides, then the study's, as `run_one` applies them
+    configs = {n: run_config(a, run_preset(a, base, overrides), s, overrides=overrides)
+               for n, (a, s) in runs.items()}
+    found = {n: None if force else reusable_record(out/n/"record.json", configs[n]) for n in runs}
     results = {n: rec for n, rec in found.items() if rec is not None}
     for n in results:  # a run whose HTML rendering was interrupted (runs made by `unip-nb run` have no notebook)
         if not run_html(out/n).exists() and (out/n/"run.ipynb").exists(): render_html(out/n/"run.ipynb", run_html(out/n))
     todo = [n for n in runs if n not in results]
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    params = lambda n: dict(ablation=runs[n][0].name, preset=preset, seed=runs[n][1], settings_file=str(settings.file), torch_threads=threads)
+    params = lambda n: dict(ablation=runs[n][0].name, preset=preset, seed=runs[n][1],
+                            settings_file=str(settings.file), torch_threads=threads, overrides=overrides)
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = {pool.submit(execute_run, templates["ablation"], out/n, params(n)): n for n in todo}
         for f in progress_bar(as_completed(futures), total=len(futures)) if futures else []: results[futures[f]] = f.result()
     summary = execute_notebook(templates["summary"], out/"index.ipynb",
-                               dict(preset=preset, settings_file=str(settings.file)), out/"index.html")
+                               dict(preset=preset, settings_file=str(settings.file), runs_dir=str(out)),
+                               out/"index.html")
     results["summary"] = dict(status="complete") if summary is None else dict(status="failed", error=summary, notebook=str(out/"index.ipynb"))
     return {n: results[n] for n in [*runs, "summary"]}
 
@@ -208,15 +228,19 @@ def run_one(
     teacher_layer: int | None = None,
     infmix_sources: list[str] | None = None,
     s: float = 0.09,
+    overrides: dict | str | None = None,    # preset fields changed (`override_preset`), after the row's own
 ) -> dict:
     "One run, as the ablation template and `torchrun` run it: every rank computes, rank 0 writes its record."
-    p = get_preset(preset)
-    record_path = record_path or default_record_path(settings, preset, f"{ablation}-s{seed}")
+    overrides = parse_overrides(overrides)
+    p = override_preset(get_preset(preset), overrides)
+    record_path = record_path or default_record_path(settings, preset, f"{ablation}-s{seed}", overrides)
     record_path = check_record_path(settings, record_path)
     check_ready(p, settings)
     check_run_parameters(p, teacher_layer, infmix_sources, s)  # the ablation's own target: in `run_ablation`
     abl = get_ablation(study_registry(p, settings), ablation)
-    recorder = RunRecorder(config=run_config(abl, p, seed, teacher_layer, infmix_sources, s), seed=seed)
+    p = run_preset(abl, get_preset(preset), overrides)
+    config = run_config(abl, p, seed, teacher_layer, infmix_sources, s, overrides)
+    recorder = RunRecorder(config=config, seed=seed)
     metrics = run_ablation(abl, p, seed, settings, teacher_layer, infmix_sources, s, stage=recorder.stage)
     return recorder.save(record_path, metrics)
 
@@ -231,12 +255,16 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--jobs", type=int, default=1, help="runs executed at once (default 1)")
     st.add_argument("--force", action="store_true", help="rerun runs whose complete record could be reused (cached stages are still reused)")
     st.add_argument("--settings", default=None, help="settings.ini to use (default: nearest one)")
+    st.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", dest="overrides",
+                    help="change a preset field in every run, e.g. distill.epochs=10 (JSON, else text)")
     rn = sub.add_parser("run", help="one run without a notebook; under `torchrun --nproc_per_node N` it trains with DDP")
     rn.add_argument("--ablation", required=True, help="a registered ablation")
     rn.add_argument("--preset", default=None, help=f"one of {', '.join(PRESETS)} (default: settings.ini)")
     rn.add_argument("--seed", type=int, default=0, help="seed of the run (default 0)")
     rn.add_argument("--teacher-layer", type=int, default=None, help="distil this teacher layer instead of the ablation's target")
     rn.add_argument("--settings", default=None, help="settings.ini to use (default: nearest one)")
+    rn.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", dest="overrides",
+                    help="change a preset field, e.g. seg.lr=3e-3 (VALUE is JSON, else text)")
     return ap
 
 def _stop_on_sigterm(signum: int, frame) -> None:
@@ -247,27 +275,41 @@ def _stop_on_sigterm(signum: int, frame) -> None:
     print("unip-nb: stopped by SIGTERM; run the same command again to resume", file=sys.stderr, flush=True)
     os._exit(128 + signum)
 
+def parse_set(items: list[str]) -> dict:
+    "`--set FIELD=VALUE` options as preset overrides: each VALUE read as JSON, or kept as text."
+    overrides = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set {item!r}: write FIELD=VALUE, e.g. --set distill.epochs=10")
+        try: overrides[key] = json.loads(raw)
+        except json.JSONDecodeError: overrides[key] = raw
+    return overrides
+
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `unip-nb` console script."
     args, settings = _parser().parse_args(argv), None
     try:
         settings = load_settings(args.settings)
-        preset = args.preset or settings.preset
+        preset, overrides = args.preset or settings.preset, parse_set(args.overrides)
         if args.command == "run":
             if "RANK" in os.environ: init_distributed()
-            record = default_record_path(settings, preset, f"{args.ablation}-s{args.seed}")
-            try: rec, (rank, size) = run_one(args.ablation, preset, args.seed, settings, record, args.teacher_layer), world()
+            record = default_record_path(settings, preset, f"{args.ablation}-s{args.seed}", overrides)
+            try:
+                rec = run_one(args.ablation, preset, args.seed, settings, record, args.teacher_layer,
+                              overrides=overrides)
+                rank, size = world()
             finally: close_distributed()
             if rank == 0: print(f"{args.ablation}-s{args.seed}: complete ({rec['wall_time_s']} s, {size} processes) -> {record}")
             return 0
         if args.jobs < 1: raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
-        results = run_study(preset, args.ablations, args.seeds, settings=settings, jobs=args.jobs, force=args.force)
-    except (KeyError, ValueError, OSError, RuntimeError) as e:  # OSError: a missing file, a full disk
+        results = run_study(preset, args.ablations, args.seeds, settings, args.jobs, args.force, overrides)
+    except (KeyError, TypeError, ValueError, OSError, RuntimeError) as e:  # OSError: missing file, full disk
         message = e.args[0] if isinstance(e, KeyError) else e
         if settings and isinstance(e, OSError): message = settings.blame(e)  # which setting holds the file
         print(f"unip-nb: error: {message}", file=sys.stderr)
         return 2
-    out = settings.reports_dir/preset
+    out = study_dir(settings, preset, overrides)
     for name, rec in results.items():
         where = out/"index.html" if name == "summary" else run_html(out/name)
         print(f"{name}: {rec['status']} ({rec.get('wall_time_s', '-')} s) -> {where}" + (f"  [{rec['error']}]" if rec["status"] != "complete" else ""))
