@@ -6,7 +6,7 @@
 __all__ = ['LIBRARIES', 'KERNEL', 'RUNS_DIR', 'git_commit', 'library_versions', 'RunRecorder', 'read_record', 'check_ready',
            'template_path', 'study_dir', 'default_record_path', 'check_record_path', 'render_html', 'execute_notebook',
            'run_html', 'execute_run', 'study_registry', 'prepare_shared_stages', 'reusable_record', 'run_study',
-           'run_one', 'parse_set', 'main', 'cli']
+           'run_one', 'list_ablations', 'parse_set', 'main', 'cli']
 
 # %% ../nbs/11_study.ipynb #6294791d
 import argparse, json, os, platform, signal, subprocess, sys, time, warnings
@@ -19,10 +19,11 @@ import psutil, torch, unip_nb
 from fastprogress.fastprogress import progress_bar
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from .ablations import (Ablation, ablation_registry, check_run_parameters, get_ablation, run_ablation,
-                               run_config, run_preset, study_roots)
+                               run_config, run_preset, study_roots, SOURCES)
 from .config import (PATH_KEYS, PRESETS, STUDY_FOLDERS, Preset, Settings, get_preset, load_settings,
                             override_preset, parse_overrides)
 from .infmix import infpre_subsets
+from .nmi import HYBRID_TARGET
 from .synthetic import INFPRE_SENSORS
 from .teacher import teacher_for
 from .distributed import close_distributed, init_distributed
@@ -227,7 +228,7 @@ def run_one(
     record_path: Path | str | None = None,  # under the reports folder; None: `default_record_path`
     teacher_layer: int | None = None,
     infmix_sources: list[str] | None = None,
-    s: float = 0.09,
+    s: float = HYBRID_TARGET,
     overrides: dict | str | None = None,    # preset fields changed (`override_preset`), after the row's own
 ) -> dict:
     "One run, as the ablation template and `torchrun` run it: every rank computes, rank 0 writes its record."
@@ -263,9 +264,25 @@ def _parser() -> argparse.ArgumentParser:
     rn.add_argument("--seed", type=int, default=0, help="seed of the run (default 0)")
     rn.add_argument("--teacher-layer", type=int, default=None, help="distil this teacher layer instead of the ablation's target")
     rn.add_argument("--settings", default=None, help="settings.ini to use (default: nearest one)")
+    rn.add_argument("--infmix-sources", nargs="+", choices=SOURCES, default=None,
+                    help="keep only these InfMix sources (default: the ablation's)")
+    rn.add_argument("--s", type=float, default=HYBRID_TARGET,
+                    help=f"NMI target of the hybrid-layer rule (default {HYBRID_TARGET})")
     rn.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", dest="overrides",
                     help="change a preset field, e.g. seg.lr=3e-3 (VALUE is JSON, else text)")
+    ab = sub.add_parser("ablations", help="list the registered ablations of a preset")
+    ab.add_argument("--preset", default=None, help=f"one of {', '.join(PRESETS)} (default: settings.ini)")
+    ab.add_argument("--settings", default=None, help="settings.ini to use (default: nearest one)")
     return ap
+
+def list_ablations(preset: str, settings: Settings) -> str:
+    "The registered ablations of `preset`, one line each: name, group, description and what the row changes."
+    rows = study_registry(get_preset(preset), settings).values()
+    width = max(len(a.name) for a in rows)
+    def changes(a):
+        fields = [("target", a.target), ("infmix", a.infmix), ("backbone", a.backbone), *a.overrides.items()]
+        return ", ".join(f"{k}={v}" for k, v in fields)
+    return "\n".join(f"{a.name:{width}}  [{a.group}] {a.description} ({changes(a)})" for a in rows)
 
 def _stop_on_sigterm(signum: int, frame) -> None:
     "Stop the runs' kernels, then exit: what finished is kept, and the same command resumes the study."
@@ -291,13 +308,17 @@ def main(argv: list[str] | None = None) -> int:
     args, settings = _parser().parse_args(argv), None
     try:
         settings = load_settings(args.settings)
-        preset, overrides = args.preset or settings.preset, parse_set(args.overrides)
+        preset = args.preset or settings.preset
+        if args.command == "ablations":
+            print(list_ablations(preset, settings))
+            return 0
+        overrides = parse_set(args.overrides)
         if args.command == "run":
             if "RANK" in os.environ: init_distributed()
             record = default_record_path(settings, preset, f"{args.ablation}-s{args.seed}", overrides)
             try:
                 rec = run_one(args.ablation, preset, args.seed, settings, record, args.teacher_layer,
-                              overrides=overrides)
+                              args.infmix_sources, args.s, overrides)
                 rank, size = world()
             finally: close_distributed()
             if rank == 0: print(f"{args.ablation}-s{args.seed}: complete ({rec['wall_time_s']} s, {size} processes) -> {record}")
