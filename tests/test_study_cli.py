@@ -79,6 +79,36 @@ def test_preset_overrides_from_the_command_line(smoke_study, study_dirs):
     assert rec["config"]["overrides"] == {"seg.iters": iters} and rec["config"]["preset"]["seg"]["iters"] == iters
     assert "overrides" not in read_record(smoke_study[1]/"no_pretrain-s0"/"record.json")["config"]
 
+PLAN = """
+rows:
+  - {name: seg_longer, description: fine-tune and probe for 8 iterations, group: "C: recipe",
+     overrides: {seg.iters: [[soda, 8, 2], [mfnet, 8, 2], [scutseg, 8, 2]]},
+     ablated_part: segmentation length, action: REPLACE, replacement: 8 iterations, metrics: [mIoU]}
+  - {name: last_no_gray, description: the last layer distilled on colour InfMix, group: "C: recipe",
+     target: last, infmix: no_gray, action: REPLACE}
+  - {name: random_init, description: a random-init student, group: "A: remove NMI-HAD", target: none, action: REMOVE}
+"""
+
+def test_plan_file_study(smoke_study, study_dirs, tmp_path):
+    "A study whose three rows come from a plan file: each runs, the registry's unip joins as reference, the summary renders."
+    plan = tmp_path/"recipe.yaml"
+    plan.write_text(PLAN)
+    listing = unip_nb("ablations", "--preset", "smoke", "--plan", str(plan), **study_dirs)
+    assert listing.returncode == 0 and [l.split()[0] for l in listing.stdout.splitlines()] == [
+        "unip", "seg_longer", "last_no_gray", "random_init"], listing.stdout + listing.stderr[-2000:]
+    p = unip_nb("study", "--preset", "smoke", "--plan", str(plan), "--jobs", "2", **study_dirs)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    out = Path(study_dirs["UNIP_NB_REPORTS_DIR"])/"smoke-recipe"
+    records = load_records(out)
+    assert set(records.runs) == {"unip-s0", "seg_longer-s0", "last_no_gray-s0", "random_init-s0"} and not records.failed
+    longer = records.first("seg_longer")["config"]
+    assert longer["ablation"]["plan"] == {"ablated_part": "segmentation length", "action": "REPLACE",
+                                          "replacement": "8 iterations", "metrics": ["mIoU"]}
+    assert longer["preset"]["seg"]["iters"] == [["soda", 8, 2], ["mfnet", 8, 2], ["scutseg", 8, 2]]
+    assert records.first("last_no_gray")["metrics"]["infmix"]["gray"] is False
+    html = (out/"index.html").read_text()
+    assert 'href="seg_longer-s0.html"' in html and "Paired differences against full UNIP" in html
+
 def test_nmi_template_parameters(tmp_path, monkeypatch):
     monkeypatch.setenv("UNIP_NB_REPORTS_DIR", str(tmp_path))
     record = tmp_path/"record.json"

@@ -5,8 +5,8 @@
 # %% auto #0
 __all__ = ['LIBRARIES', 'KERNEL', 'RUNS_DIR', 'git_commit', 'library_versions', 'RunRecorder', 'read_record', 'check_ready',
            'template_path', 'study_dir', 'default_record_path', 'check_record_path', 'render_html', 'execute_notebook',
-           'run_html', 'execute_run', 'study_registry', 'prepare_shared_stages', 'reusable_record', 'run_study',
-           'run_one', 'list_ablations', 'parse_set', 'main', 'cli']
+           'run_html', 'execute_run', 'study_registry', 'study_rows', 'prepare_shared_stages', 'reusable_record',
+           'run_study', 'run_one', 'list_ablations', 'parse_set', 'main', 'cli']
 
 # %% ../nbs/11_study.ipynb #6294791d
 import argparse, json, os, platform, signal, subprocess, sys, time, warnings
@@ -19,7 +19,7 @@ import psutil, torch, unip_nb
 from fastprogress.fastprogress import progress_bar
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from .ablations import (Ablation, ablation_registry, check_run_parameters, get_ablation, run_ablation,
-                               run_config, run_preset, study_roots, SOURCES)
+                               read_plan, run_config, run_preset, study_roots, SOURCES)
 from .config import (PATH_KEYS, PRESETS, STUDY_FOLDERS, Preset, Settings, get_preset, load_settings,
                             override_preset, parse_overrides)
 from .infmix import infpre_subsets
@@ -103,13 +103,21 @@ def template_path(name: str) -> Path:
         "install the package from a whole clone (pip install -e .)")
     return p
 
-def study_dir(settings: Settings, preset: str, overrides: dict | None = None) -> Path:
-    "A study's folder: `<reports_dir>/<preset>`, or `<preset>-<hash of overrides>` with overrides."
-    return settings.reports_dir/(f"{preset}-{stable_hash(overrides)}" if overrides else preset)
+def study_dir(settings: Settings, preset: str, overrides: dict | None = None,
+              plan: Path | None = None) -> Path:
+    "A study's folder: `<reports_dir>/<preset>`, then `-<plan file's stem>`, `-<hash of overrides>` if given."
+    name = preset + (f"-{Path(plan).stem}" if plan else "")
+    return settings.reports_dir/(name + (f"-{stable_hash(overrides)}" if overrides else ""))
 
-def default_record_path(settings: Settings, preset: str, run: str, overrides: dict | None = None) -> Path:
-    "Where run `run` of `preset` (with `overrides`) keeps its record: `record.json` in its study's folder."
-    return study_dir(settings, preset, overrides)/run/"record.json"
+def default_record_path(
+    settings: Settings,
+    preset: str,
+    run: str,
+    overrides: dict | None = None,
+    plan: Path | None = None,
+) -> Path:
+    "Where run `run` of `preset` (with `overrides`, from `plan`) keeps its record: in its study's folder."
+    return study_dir(settings, preset, overrides, plan)/run/"record.json"
 
 def check_record_path(settings: Settings, record_path: Path | str) -> Path:
     "`record_path` made absolute, or an error when it lies outside the reports folder (read by the summary)."
@@ -154,6 +162,11 @@ def study_registry(preset: Preset, settings: Settings) -> dict[str, Ablation]:
     subsets = INFPRE_SENSORS if preset.embedded is not None else infpre_subsets(settings.path("infpre"))
     return ablation_registry(subsets)
 
+def study_rows(preset: Preset, settings: Settings, plan: Path | str | None = None) -> dict[str, Ablation]:
+    "The rows a study of `preset` runs: the registry's, or plan file `plan`'s (with the registry's `unip`)."
+    registry = study_registry(preset, settings)
+    return read_plan(plan, registry["unip"]) if plan else registry
+
 def prepare_shared_stages(preset: Preset, settings: Settings) -> None:
     "Generate the embedded data and pre-train (or load) the teacher once, before the runs that share them."
     study_roots(preset, settings, progress=True)
@@ -174,30 +187,35 @@ def run_study(
     jobs: int = 1,                       # runs executed at once
     force: bool = False,                 # rerun runs whose complete record could be reused
     overrides: dict | None = None,       # preset fields changed for every run (`override_preset`)
+    plan: Path | str | None = None,      # a plan file whose rows are run instead of the registry's
 ) -> dict:
     "Run every (ablation, seed) of `preset` and the summary; return `{run name: record or failure}`."
     settings, overrides = settings or load_settings(), parse_overrides(overrides)
+    plan = plan and Path(plan).resolve()
     p = override_preset(get_preset(preset), overrides)
     check_ready(p, settings)
     templates = {name: template_path(name) for name in ("ablation", "summary")}  # before any stage runs
-    out = study_dir(settings, preset, overrides)
+    rows = study_rows(p, settings, plan)  # a bad plan file: said before any stage
+    out = study_dir(settings, preset, overrides, plan)
     with held_lock(out/".study.lock"):
-        return _run_study(p, settings, templates, out, ablations, seeds, jobs, force, overrides)
+        return _run_study(p, settings, templates, out, rows, ablations, seeds, jobs, force, overrides, plan)
 
 def _run_study(
     p: Preset,
     settings: Settings,
     templates: dict[str, Path],  # "ablation" and "summary"
     out: Path,                   # the study's folder
+    rows: dict[str, Ablation],   # the registry's, or a plan's
     ablations: list[str] | None,
     seeds: list[int] | None,
     jobs: int,
     force: bool,
     overrides: dict,
+    plan: Path | None,
 ) -> dict:
     "`run_study` once its lock on the study's folder is held; `p` is the preset with `overrides` applied."
-    registry, preset = study_registry(p, settings), p.name
-    chosen = [get_ablation(registry, a) for a in (ablations or registry)]
+    preset = p.name
+    chosen = [get_ablation(rows, a) for a in (ablations or rows)]
     prepare_shared_stages(p, settings)
     runs = {f"{a.name}-s{s}": (a, s) for a in chosen for s in (seeds if seeds is not None else p.seeds)}
     base = get_preset(preset)  # the row's overrides, then the study's, as `run_one` applies them
@@ -210,7 +228,8 @@ def _run_study(
     todo = [n for n in runs if n not in results]
     threads = max(1, (os.cpu_count() or 1) // jobs)
     params = lambda n: dict(ablation=runs[n][0].name, preset=preset, seed=runs[n][1],
-                            settings_file=str(settings.file), torch_threads=threads, overrides=overrides)
+                            settings_file=str(settings.file), torch_threads=threads, overrides=overrides,
+                            plan=plan and str(plan))
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = {pool.submit(execute_run, templates["ablation"], out/n, params(n)): n for n in todo}
         for f in progress_bar(as_completed(futures), total=len(futures)) if futures else []: results[futures[f]] = f.result()
@@ -230,15 +249,16 @@ def run_one(
     infmix_sources: list[str] | None = None,
     s: float = HYBRID_TARGET,
     overrides: dict | str | None = None,    # preset fields changed (`override_preset`), after the row's own
+    plan: Path | str | None = None,         # the plan file the ablation is a row of; None: the registry
 ) -> dict:
     "One run, as the ablation template and `torchrun` run it: every rank computes, rank 0 writes its record."
     overrides = parse_overrides(overrides)
     p = override_preset(get_preset(preset), overrides)
-    record_path = record_path or default_record_path(settings, preset, f"{ablation}-s{seed}", overrides)
+    record_path = record_path or default_record_path(settings, preset, f"{ablation}-s{seed}", overrides, plan)
     record_path = check_record_path(settings, record_path)
     check_ready(p, settings)
     check_run_parameters(p, teacher_layer, infmix_sources, s)  # the ablation's own target: in `run_ablation`
-    abl = get_ablation(study_registry(p, settings), ablation)
+    abl = get_ablation(study_rows(p, settings, plan), ablation)
     p = run_preset(abl, get_preset(preset), overrides)
     config = run_config(abl, p, seed, teacher_layer, infmix_sources, s, overrides)
     recorder = RunRecorder(config=config, seed=seed)
@@ -256,6 +276,7 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--jobs", type=int, default=1, help="runs executed at once (default 1)")
     st.add_argument("--force", action="store_true", help="rerun runs whose complete record could be reused (cached stages are still reused)")
     st.add_argument("--settings", default=None, help="settings.ini to use (default: nearest one)")
+    st.add_argument("--plan", default=None, help="a YAML plan file whose rows run instead of the registry's")
     st.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", dest="overrides",
                     help="change a preset field in every run, e.g. distill.epochs=10 (JSON, else text)")
     rn = sub.add_parser("run", help="one run without a notebook; under `torchrun --nproc_per_node N` it trains with DDP")
@@ -264,6 +285,7 @@ def _parser() -> argparse.ArgumentParser:
     rn.add_argument("--seed", type=int, default=0, help="seed of the run (default 0)")
     rn.add_argument("--teacher-layer", type=int, default=None, help="distil this teacher layer instead of the ablation's target")
     rn.add_argument("--settings", default=None, help="settings.ini to use (default: nearest one)")
+    rn.add_argument("--plan", default=None, help="the YAML plan file the ablation is a row of")
     rn.add_argument("--infmix-sources", nargs="+", choices=SOURCES, default=None,
                     help="keep only these InfMix sources (default: the ablation's)")
     rn.add_argument("--s", type=float, default=HYBRID_TARGET,
@@ -273,11 +295,12 @@ def _parser() -> argparse.ArgumentParser:
     ab = sub.add_parser("ablations", help="list the registered ablations of a preset")
     ab.add_argument("--preset", default=None, help=f"one of {', '.join(PRESETS)} (default: settings.ini)")
     ab.add_argument("--settings", default=None, help="settings.ini to use (default: nearest one)")
+    ab.add_argument("--plan", default=None, help="list the rows of this YAML plan file instead")
     return ap
 
-def list_ablations(preset: str, settings: Settings) -> str:
-    "The registered ablations of `preset`, one line each: name, group, description and what the row changes."
-    rows = study_registry(get_preset(preset), settings).values()
+def list_ablations(preset: str, settings: Settings, plan: Path | str | None = None) -> str:
+    "The rows of a study of `preset` (or `plan`), one line each: name, group, description, what it changes."
+    rows = study_rows(get_preset(preset), settings, plan).values()
     width = max(len(a.name) for a in rows)
     def changes(a):
         fields = [("target", a.target), ("infmix", a.infmix), ("backbone", a.backbone), *a.overrides.items()]
@@ -310,27 +333,29 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(args.settings)
         preset = args.preset or settings.preset
         if args.command == "ablations":
-            print(list_ablations(preset, settings))
+            print(list_ablations(preset, settings, args.plan))
             return 0
         overrides = parse_set(args.overrides)
         if args.command == "run":
             if "RANK" in os.environ: init_distributed()
-            record = default_record_path(settings, preset, f"{args.ablation}-s{args.seed}", overrides)
+            plan = args.plan and Path(args.plan).resolve()
+            record = default_record_path(settings, preset, f"{args.ablation}-s{args.seed}", overrides, plan)
             try:
                 rec = run_one(args.ablation, preset, args.seed, settings, record, args.teacher_layer,
-                              args.infmix_sources, args.s, overrides)
+                              args.infmix_sources, args.s, overrides, plan)
                 rank, size = world()
             finally: close_distributed()
             if rank == 0: print(f"{args.ablation}-s{args.seed}: complete ({rec['wall_time_s']} s, {size} processes) -> {record}")
             return 0
         if args.jobs < 1: raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
-        results = run_study(preset, args.ablations, args.seeds, settings, args.jobs, args.force, overrides)
+        results = run_study(preset, args.ablations, args.seeds, settings, args.jobs, args.force, overrides,
+                            args.plan)
     except (KeyError, TypeError, ValueError, OSError, RuntimeError) as e:  # OSError: missing file, full disk
         message = e.args[0] if isinstance(e, KeyError) else e
         if settings and isinstance(e, OSError): message = settings.blame(e)  # which setting holds the file
         print(f"unip-nb: error: {message}", file=sys.stderr)
         return 2
-    out = study_dir(settings, preset, overrides)
+    out = study_dir(settings, preset, overrides, args.plan and Path(args.plan).resolve())
     for name, rec in results.items():
         where = out/"index.html" if name == "summary" else run_html(out/name)
         print(f"{name}: {rec['status']} ({rec.get('wall_time_s', '-')} s) -> {where}" + (f"  [{rec['error']}]" if rec["status"] != "complete" else ""))
