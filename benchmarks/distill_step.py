@@ -5,7 +5,7 @@
 
 OURS is what the library trains: the frozen teacher, cut after block `layer` as `run_ablation` holds it (`vit_through`:
 the later blocks are not kept), runs blocks 1..layer-1 and only the q·kᵀ logits of block `layer` (`attention_logits`,
-under no_grad); the student (`unip_student`, `AttentionStudent`) runs blocks 1..depth-1 with timm's fused attention
+under no_grad); the student (`unip_student`, `DistilledStudent`) runs blocks 1..depth-1 with timm's fused attention
 (scaled_dot_product_attention) and its `LowMemoryMlp`s (the GELU recomputed in backward, not kept), and only the q·kᵀ
 logits of its last block; then `had_loss`, backward and an AdamW step over `param_groups` at `official_lr`, as
 `distill_learner` builds them. Under `--amp bf16` ours autocasts
@@ -37,7 +37,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from timm.layers import Mlp
 from unip_nb.attention import attention_logits, create_vit, vit_through
 from unip_nb.config import PRESETS
-from unip_nb.distill import AttentionStudent, check_pair, had_loss, unip_student
+from unip_nb.distill import DistilledStudent, Term, check_pair, had_loss, teacher_targets, terms_loss, unip_student
 from unip_nb.training import fit_resumable, official_lr, param_groups, split_batch
 
 GOALS = dict(throughput=1.3, memory=0.8, peak_fraction=0.5)  # ours/reference >=, ours/reference <=, of matmul peak >=
@@ -80,10 +80,15 @@ def autocast(a):
     return torch.autocast(a.device, dtype=torch.bfloat16) if a.amp == "bf16" else nullcontext()
 
 # ----------------------------------------------------------------------------------------------------------- the steps
+def hybrid_term(student, layer) -> tuple:
+    "The resolved target of HAD from teacher `layer` into the student's last block."
+    return (Term("attention", layer, len(student.blocks)),)
+
 def ours_step(teacher, student, x, layer, opt, amp):
-    "The library's step: truncated teacher logits under no_grad, `AttentionStudent` logits, `had_loss`, backward, AdamW."
-    with torch.no_grad(): target = attention_logits(teacher, x, layer)  # outside autocast, as `TeacherTarget` runs before `MixedPrecision`
-    with amp: loss = had_loss(AttentionStudent(student)(x), target)
+    "The library's step: truncated teacher logits under no_grad, `DistilledStudent` logits, `terms_loss`, backward, AdamW."
+    terms = hybrid_term(student, layer)
+    with torch.no_grad(): targets = teacher_targets(teacher, x, terms)  # outside autocast, as `TeacherTarget` runs before `MixedPrecision`
+    with amp: loss = terms_loss(terms, DistilledStudent(student, terms, teacher.embed_dim)(x), *targets)
     loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
     return loss.detach()
 
@@ -143,7 +148,7 @@ def check_same_math(a):
     for t, s in ((teacher, student), (rt, rs)):
         torch.manual_seed(a.seed)  # the same stochastic-depth draws in both
         with torch.no_grad(): target = attention_logits(t, x, a.layer) if s is student else eager_logits(t, x, a.layer, a.reference == "eager")
-        loss = had_loss(AttentionStudent(s)(x) if s is student else eager_logits(s, x, len(s.blocks)), target)
+        loss = had_loss(attention_logits(s, x, len(s.blocks)) if s is student else eager_logits(s, x, len(s.blocks)), target)
         loss.backward()
         results.append((loss.item(), {n: p.grad.clone() for n, p in s.named_parameters() if p.grad is not None}))
     (l0, g0), (l1, g1) = results
@@ -250,7 +255,8 @@ def measure_learner(a, teacher, student, x) -> dict:
         def __len__(self): return self.n * a.batch
         def __getitem__(self, i): return (x[i % a.batch],)
     def dls(n): return DataLoaders(DataLoader(Same(n), bs=a.batch, drop_last=True), DataLoader([], bs=a.batch), device=a.device)
-    learn = distill_learner(AttentionStudent(student), teacher, dls(max(1, a.warmup)), replace(a.recipe, epochs=1, accum=1), "attention", a.layer)
+    module = DistilledStudent(student, hybrid_term(student, a.layer), teacher.embed_dim)
+    learn = distill_learner(module, teacher, dls(max(1, a.warmup)), replace(a.recipe, epochs=1, accum=1))
     amp = "bf16" if a.amp == "bf16" else None
     fit_resumable(learn, 1, amp=amp)  # warm-up epoch
     learn.dls = dls(a.steps)

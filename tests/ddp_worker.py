@@ -10,7 +10,7 @@ from fastai.data.load import DataLoader
 from fastai.torch_core import set_seed
 from unip_nb.attention import create_vit
 from unip_nb.config import PretrainRecipe
-from unip_nb.distill import AttentionStudent, distill_learner, unip_student
+from unip_nb.distill import DistilledStudent, distill_learner, resolve_terms, target_terms, unip_student
 from unip_nb.distributed import close_distributed, eval_sharded, from_rank0, init_distributed, sharded
 from unip_nb.files import world
 from unip_nb.segment import evaluate
@@ -28,7 +28,8 @@ student = unip_student(dict(patch_size=8, embed_dim=32, depth=2, num_heads=2), 3
 train = DataLoader([(x,) for x in images], bs=split_batch(recipe), shuffle=True, drop_last=True)
 train.rng.seed(0)  # every rank draws the same epoch order
 train = sharded(train)
-learn = distill_learner(AttentionStudent(student), teacher, DataLoaders(train, DataLoader([], bs=1)), recipe, "attention", 2)
+terms = resolve_terms(target_terms(2), len(teacher.blocks), 4, len(student.blocks))
+learn = distill_learner(DistilledStudent(student, terms, teacher.embed_dim), teacher, DataLoaders(train, DataLoader([], bs=1)), recipe)
 fit = fit_resumable(learn, recipe.epochs, out/"student.partial.pt", "distill")
 set_seed(1)
 segmenter = torch.nn.Conv2d(3, 3, 1)

@@ -4,10 +4,10 @@
 
 # %% auto #0
 __all__ = ['PLAN_FIELDS', 'PLAN_ACTIONS', 'RUN_VERSION', 'SEG_SETS', 'SOURCES', 'STUDENT_VERSION', 'Ablation',
-           'ablation_registry', 'get_ablation', 'read_plan', 'run_preset', 'run_config', 'study_roots',
-           'check_infmix_sources', 'infmix_spec', 'check_run_parameters', 'teacher_id', 'teacher_layer_nmi',
-           'choose_hybrid_layer', 'distilled_student', 'regroup_heads', 'backbone_copy', 'segmentation_scores',
-           'run_ablation']
+           'ablation_registry', 'get_ablation', 'read_plan', 'run_preset', 'run_config', 'run_target', 'study_roots',
+           'check_infmix_sources', 'infmix_spec', 'student_depth', 'check_run_parameters', 'teacher_id',
+           'teacher_layer_nmi', 'choose_hybrid_layer', 'student_info', 'distilled_student', 'regroup_heads',
+           'backbone_copy', 'segmentation_scores', 'run_ablation']
 
 # %% ../nbs/10_ablations.ipynb #59aac257
 import copy, dataclasses, json, math, re
@@ -21,7 +21,8 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 from .config import Preset, Settings, override_preset, parse_overrides
 from .attention import create_vit, vit_through
-from .distill import distill, resolve_target, set_drop_path, unip_student
+from .distill import (distill, parse_target, resolve_terms, set_drop_path, student_block_heads, target_record, target_terms,
+                             teacher_layers, unip_student)
 from .distributed import from_rank0, rank0_first, rank_batch, train_device
 from .files import atomic_torch_save, atomic_write_text, held_lock, remove_file, stable_hash
 from .infmix import InfMixSpec, build_infmix, infmix_variants
@@ -38,14 +39,14 @@ class Ablation:
     name: str
     description: str
     group: str                   # "UNIP", "A: remove NMI-HAD", "B: replace InfMix" or "reference"
-    target: str | int = "hybrid" # distillation target (see the distillation notebook)
+    target: str | int | list = "hybrid"  # distillation target: a shorthand or a list of terms (the distillation notebook)
     infmix: str = "full"         # InfMix variant (see the InfMix notebook)
     backbone: str = "student"    # "student", or "teacher" for the reference row
     overrides: dict = field(default_factory=dict)  # preset fields this row changes (`override_preset`)
     plan: dict = field(default_factory=dict)       # a plan file's own fields (`PLAN_FIELDS`), for the record
 
     def __post_init__(self):
-        "Refuse a `backbone`, an `infmix` variant or `overrides` that no stage knows."
+        "Refuse a `target`, `backbone`, `infmix` variant or `overrides` that no stage knows."
         if self.backbone not in ("student", "teacher"):
             raise ValueError(f"ablation {self.name!r}: backbone must be 'student' or 'teacher', "
                              f"got {self.backbone!r}")
@@ -53,6 +54,8 @@ class Ablation:
             raise ValueError(f"ablation {self.name!r}: infmix must be full, no_gray, no_<source> or "
                              f"without_<InfPre sub-dataset>, got {self.infmix!r}")
         parse_overrides(self.overrides)
+        try: target_terms(self.target)
+        except ValueError as e: raise ValueError(f"ablation {self.name!r}: target: {e}") from e
 
 def ablation_registry(infpre_subsets: list[str]) -> dict[str, Ablation]:
     "Every ablation of the study, for an InfPre with sub-datasets `infpre_subsets`."
@@ -123,13 +126,21 @@ def run_config(
     infmix_sources: list[str] | None = None,
     s: float = 0.09,
     overrides: dict | None = None,           # the run's own preset overrides, recorded as given
+    target: str | int | list | None = None,  # the run's own target, in place of the row's
 ) -> dict:
     "Everything that determines a run's result, as JSON-able data."
     row = {k: v for k, v in asdict(ablation).items() if k not in ("overrides", "plan") or v}
-    given = dict(overrides=overrides) if overrides else {}
+    given = {k: v for k, v in dict(overrides=overrides, target=target).items() if v is not None and v != {}}
     config = dict(ablation=row, preset=asdict(preset), seed=seed, teacher_layer=teacher_layer,
                   infmix_sources=infmix_sources, s=s, version=RUN_VERSION, **given)
     return json.loads(json.dumps(config, default=str))
+
+def run_target(ablation: Ablation, target: str | int | list | None = None, teacher_layer: int | None = None) -> str | int | list:
+    "The target a run distils: its own `target`, else the row's; a `teacher_layer` in place of a distilling shorthand."
+    target = ablation.target if target is None else parse_target(target)
+    if teacher_layer is None or target == "none": return target
+    if isinstance(target, list): raise ValueError("teacher_layer replaces a shorthand target; a list of terms names each term's layer")
+    return teacher_layer
 
 # %% ../nbs/10_ablations.ipynb #1b8df6b0
 SEG_SETS = ("soda", "mfnet", "scutseg")
@@ -166,21 +177,26 @@ def infmix_spec(
     check_infmix_sources(sources)
     return replace(spec, **{s: None for s in SOURCES if s not in sources})
 
+# %% ../nbs/10_ablations.ipynb #63cc4a8f
+def student_depth(preset: Preset) -> int:
+    "The number of blocks of the preset's student, read on the meta device."
+    with torch.device("meta"): return len(create_vit(preset.student_arch, preset.img_size).blocks)
+
 # %% ../nbs/10_ablations.ipynb #71dd09c2
 def check_run_parameters(
     preset: Preset,
     teacher_layer: int | None = None,  # a layer overriding the ablation's target
     infmix_sources: list[str] | None = None,
     s: float = HYBRID_TARGET,          # the NMI of the hybrid pattern
-    target: str | int = "hybrid",      # the registry entry's distillation target
+    target: str | int | list = "hybrid",  # the run's distillation target (`run_target`)
 ) -> None:
     "Refuse, before any stage runs, parameters that do not fit the preset, naming each and what is allowed."
+    if isinstance(s, bool) or not isinstance(s, (int, float)) or not (math.isfinite(s) and 0 < s < 1):
+        raise ValueError(f"s (the NMI of the hybrid pattern) must be a number strictly between 0 and 1, "
+                         f"got {s!r}")
     with torch.device("meta"):  # the architectures alone, no weights
         teacher = create_vit(preset.teacher_arch, preset.img_size)
-        heads, depth = teacher.blocks[0].attn.num_heads, len(teacher.blocks)
-        try: unip_student(preset.student_arch, preset.img_size, last_heads=heads)
-        except ValueError as e:
-            raise ValueError(f"preset {preset.name!r}: {e}, the teacher's head count") from e
+    heads, depth, sdepth = teacher.blocks[0].attn.num_heads, len(teacher.blocks), student_depth(preset)
     if teacher_layer is not None:
         if isinstance(teacher_layer, bool) or not isinstance(teacher_layer, int):
             raise TypeError(f"teacher_layer must be a whole layer number or None, got {teacher_layer!r} "
@@ -191,11 +207,13 @@ def check_run_parameters(
     if isinstance(preset.hybrid_layer, int) and preset.hybrid_layer > depth:
         raise ValueError(f"preset {preset.name!r}: hybrid_layer {preset.hybrid_layer} "
                          f"is deeper than its {depth}-block teacher")
-    resolve_target(target, depth, hybrid_layer=1)  # the target is known and within the teacher
+    some_nmi = pd.DataFrame([(l, h, s) for l in range(1, depth + 1) for h in range(heads)], columns=["layer", "head", "nmi"])
+    terms = resolve_terms(target_terms(target), depth, heads, sdepth, hybrid_layer=1, layer_nmi=some_nmi)  # "nmi" heads: a count
+    block_heads = student_block_heads(terms, heads, sdepth)
+    with torch.device("meta"):
+        try: unip_student(preset.student_arch, preset.img_size, block_heads.pop(sdepth), block_heads=block_heads)
+        except ValueError as e: raise ValueError(f"preset {preset.name!r}: {e}, the teacher heads it learns") from e
     if infmix_sources is not None: check_infmix_sources(infmix_sources)
-    if isinstance(s, bool) or not isinstance(s, (int, float)) or not (math.isfinite(s) and 0 < s < 1):
-        raise ValueError(f"s (the NMI of the hybrid pattern) must be a number strictly between 0 and 1, "
-                         f"got {s!r}")
 
 # %% ../nbs/10_ablations.ipynb #833a2fc7
 STUDENT_VERSION = 3  # bump when the distillation code changes the weights it produces
@@ -223,23 +241,36 @@ def choose_hybrid_layer(preset: Preset, layer_nmi: pd.DataFrame, s: float = HYBR
     picked = select_hybrid_layer(layer_nmi, s)
     return (picked if preset.hybrid_layer == "nmi" else preset.hybrid_layer), picked
 
-def distilled_student(teacher: VisionTransformer, target: tuple | None, mix: InfMixSpec, preset: Preset, seed: int,
-                      cache_dir: Path, tid: str) -> tuple[VisionTransformer, dict]:
-    "The UNIP student for `target` (kind, layer) on InfMix `mix`, from the cache or distilled now (resuming a killed distillation); and what made it."
-    heads = teacher.blocks[0].attn.num_heads
+def student_info(terms: tuple, mix: InfMixSpec, preset: Preset, seed: int, tid: str) -> dict:
+    "What makes a distilled student, its cache key hashed from it: teacher `tid`, resolved `terms`, InfMix, recipe, student, seed."
+    return dict(teacher=tid, target=target_record(terms, student_depth(preset)),
+                infmix={k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(mix).items()},
+                recipe=asdict(preset.distill), student=preset.student_arch, img_size=preset.img_size, seed=seed,
+                version=STUDENT_VERSION, **preset.changed("amp", "num_workers"))
+
+def distilled_student(
+    teacher: VisionTransformer,
+    terms: tuple,                      # the resolved target (`resolve_terms`); empty: no distillation
+    mix: InfMixSpec,
+    preset: Preset,
+    seed: int,
+    cache_dir: Path,
+    tid: str,                          # `teacher_id`
+) -> tuple[VisionTransformer, dict]:
+    "The UNIP student for `terms` on InfMix `mix`, from the cache or distilled now (resuming a killed distillation); and what made it."
+    block_heads = student_block_heads(terms, teacher.blocks[0].attn.num_heads, student_depth(preset))
+    last_heads = block_heads.pop(student_depth(preset))
     set_seed(seed, reproducible=True)
-    student = unip_student(preset.student_arch, preset.img_size, last_heads=heads)
-    info = dict(teacher=tid, target=target, infmix={k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(mix).items()},
-                recipe=asdict(preset.distill), student=preset.student_arch, img_size=preset.img_size, seed=seed, version=STUDENT_VERSION,
-                **preset.changed("amp", "num_workers"))
-    if target is None: return student, dict(info, cached=False, losses=[])
+    student = unip_student(preset.student_arch, preset.img_size, last_heads, block_heads=block_heads)
+    info = student_info(terms, mix, preset, seed, tid)
+    if not terms: return student, dict(info, cached=False, losses=[])
     path = Path(cache_dir)/"student"/f"{stable_hash(info)}.pt"
     if path.exists():
         student.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         return student.eval(), dict(json.loads(path.with_suffix(".json").read_text()), cached=True)
     with held_lock(path.with_suffix(".lock")):
         checkpoint = path.with_suffix(".partial.pt")
-        student, fit = distill(student, teacher, build_infmix(mix, progress=False), preset.distill, *target, preset.img_size, seed,
+        student, fit = distill(student, teacher, build_infmix(mix, progress=False), preset.distill, terms, preset.img_size, seed,
                              checkpoint=checkpoint, amp=preset.amp, compile=preset.compile, num_workers=preset.num_workers)
         info = dict(info, losses=fit["losses"], resumed_from_epoch=fit["resumed_from"])
         atomic_write_text(path.with_suffix(".json"), json.dumps(info, indent=2, default=str))
@@ -304,10 +335,21 @@ def segmentation_scores(backbone: VisionTransformer, roots: dict[str, Path], pre
     return scores, resumed
 
 # %% ../nbs/10_ablations.ipynb #86a86a0f
-def run_ablation(ablation: Ablation, preset: Preset, seed: int, settings: Settings, teacher_layer: int | None = None,
-                 infmix_sources: list[str] | None = None, s: float = 0.09, stage=_untimed) -> dict:
+def run_ablation(
+    ablation: Ablation,
+    preset: Preset,                          # the run's preset (`run_preset`)
+    seed: int,
+    settings: Settings,
+    teacher_layer: int | None = None,        # in place of a distilling shorthand target
+    infmix_sources: list[str] | None = None,
+    s: float = HYBRID_TARGET,
+    stage=_untimed,                          # the stage timer of the run's record
+    target: str | int | list | None = None,  # in place of the row's target
+) -> dict:
     "Teacher -> NMI layer choice -> InfMix -> distillation -> fine-tuning and linear probing: the metrics of one run, resuming a killed one."
-    check_run_parameters(preset, teacher_layer, infmix_sources, s, ablation.target)
+    given = target
+    target = run_target(ablation, target, teacher_layer)
+    check_run_parameters(preset, teacher_layer, infmix_sources, s, target)
     with stage("data"): roots = rank0_first(study_roots, preset, settings)
     with stage("teacher"): teacher = teacher_for(preset, settings, progress=False).to(train_device())
     with stage("teacher_nmi"): nmi = from_rank0(teacher_layer_nmi, teacher, roots["in1k"], preset)  # measured once: one layer for all ranks
@@ -315,21 +357,22 @@ def run_ablation(ablation: Ablation, preset: Preset, seed: int, settings: Settin
     hybrid, picked = choose_hybrid_layer(preset, nmi, s)
     if hybrid != picked: print(f"preset {preset.name!r} distils its fixed hybrid layer {hybrid}; "
                                f"the NMI rule (s = {s}) picks layer {picked}")
-    target = ablation.target if teacher_layer is None or ablation.target == "none" else teacher_layer
-    resolved = resolve_target(target, len(teacher.blocks), hybrid)
+    sdepth = student_depth(preset)
+    terms = resolve_terms(target_terms(target), len(teacher.blocks), teacher.blocks[0].attn.num_heads, sdepth, hybrid, nmi, s)
     mix = infmix_spec(roots, ablation.infmix, infmix_sources, preset.thermal_scaling)
     tid = teacher_id(preset, settings)
     if ablation.backbone == "teacher": backbone, made = teacher, dict(cached=True)
     else:
-        if resolved is not None: teacher = vit_through(teacher, resolved[1])  # nothing after the distilled layer is needed: let it go
-        with stage("distill"): backbone, made = distilled_student(teacher, resolved, mix, preset, seed, settings.cache_dir, tid)
-    work = Path(settings.cache_dir)/"runs"/stable_hash(dict(run_config(ablation, preset, seed, teacher_layer, infmix_sources, s), teacher=tid))
+        if terms: teacher = vit_through(teacher, teacher_layers(terms)[-1])  # nothing after the deepest distilled layer is needed
+        with stage("distill"): backbone, made = distilled_student(teacher, terms, mix, preset, seed, settings.cache_dir, tid)
+    config = run_config(ablation, preset, seed, teacher_layer, infmix_sources, s, target=given)
+    work = Path(settings.cache_dir)/"runs"/stable_hash(dict(config, teacher=tid))
     scores, resumed = segmentation_scores(backbone, roots, preset, seed, work, stage)
     if made.get("resumed_from_epoch") is not None: resumed["distill"] = made["resumed_from_epoch"]
     composition = None  # the InfMix a run distilled on; runs without distillation use none
-    if ablation.backbone == "student" and resolved is not None:
+    if ablation.backbone == "student" and terms:
         counts = pd.Series(build_infmix(mix, check=False, progress=False)["source"]).value_counts()
         composition = {src: int(counts.get(src, 0)) for src in SOURCES} | {"gray": mix.gray}
-    return dict(scores, teacher_nmi={int(k): float(v) for k, v in means.items()}, target=resolved and list(resolved), infmix=composition,
+    return dict(scores, teacher_nmi={int(k): float(v) for k, v in means.items()}, target=(record := target_record(terms, sdepth)) and list(record), infmix=composition,
                 hybrid_layer=hybrid, nmi_layer=picked, student_cached=made["cached"],
                 distill_losses=made.get("losses", []), resumed=resumed)

@@ -5,7 +5,8 @@
 # %% auto #0
 __all__ = ['NMI_CHUNK', 'HYBRID_TARGET', 'PATTERN_BANDS', 'check_attention', 'sum_plogp', 'key_entropies', 'map_chunks',
            'attention_nmi', 'patch_attention', 'layerwise_nmi', 'layer_means', 'select_hybrid_layer',
-           'classify_pattern', 'sample_photos', 'folder_photos', 'photo_crops', 'eval_crops', 'plot_layer_nmi']
+           'classify_pattern', 'select_hybrid_heads', 'sample_photos', 'folder_photos', 'photo_crops', 'eval_crops',
+           'plot_layer_nmi']
 
 # %% ../nbs/02_nmi.ipynb #be07a3c6
 import math, random
@@ -88,13 +89,17 @@ def layer_means(layer_nmi: pd.DataFrame) -> pd.Series:
     if layer_nmi.empty: raise ValueError("layer NMI table is empty")
     return layer_nmi.groupby("layer")["nmi"].mean()
 
+def _refuse_broken(layer_nmi: pd.DataFrame, what: str) -> None:
+    "An error naming the layers with a non-finite head NMI (pandas' mean would skip a NaN head)."
+    finite = np.isfinite(layer_nmi["nmi"].to_numpy(float))
+    broken = sorted(set(layer_nmi.loc[~finite, "layer"].tolist()))
+    if broken: raise ValueError(f"the NMI of layer(s) {broken} is not finite: "
+                                f"their attention maps are broken, so no {what} is picked")
+
 def select_hybrid_layer(layer_nmi: pd.DataFrame, s: float = HYBRID_TARGET) -> int:
     "The paper's rule: the layer whose head-averaged NMI is closest to `s` (the shallowest one on a tie)."
     means = layer_means(layer_nmi)
-    finite = np.isfinite(layer_nmi["nmi"].to_numpy(float))  # pandas' mean would skip a NaN head
-    broken = sorted(set(layer_nmi.loc[~finite, "layer"].tolist()))
-    if broken: raise ValueError(f"the NMI of layer(s) {broken} is not finite: "
-                                "their attention maps are broken, so no hybrid layer is picked")
+    _refuse_broken(layer_nmi, "hybrid layer")
     return int((means - s).abs().idxmin())
 
 def classify_pattern(nmi, bands: tuple = PATTERN_BANDS):
@@ -103,6 +108,16 @@ def classify_pattern(nmi, bands: tuple = PATTERN_BANDS):
     if not 0 <= lo < hi: raise ValueError(f"bands must be 0 <= global cut-off < local cut-off, got {bands}")
     labels = np.select([np.asarray(nmi) < lo, np.asarray(nmi) <= hi], ["global", "hybrid"], "local")
     return labels.item() if labels.ndim == 0 else labels
+
+# %% ../nbs/02_nmi.ipynb #dba5af90
+def select_hybrid_heads(layer_nmi: pd.DataFrame, n: int, s: float = HYBRID_TARGET) -> tuple[tuple[int, int], ...]:
+    "The `n` `(layer, head)` pairs of a `layerwise_nmi` table whose NMI is closest to `s`, in layer order."
+    layer_means(layer_nmi)  # the table's columns
+    if "head" not in layer_nmi.columns: raise ValueError("picking heads needs the table's 'head' column")
+    if not 1 <= n <= len(layer_nmi): raise ValueError(f"cannot pick {n} heads from a table of {len(layer_nmi)}")
+    _refuse_broken(layer_nmi, "hybrid head")
+    ranked = layer_nmi.assign(gap=(layer_nmi["nmi"] - s).abs()).sort_values(["gap", "layer", "head"], kind="stable")
+    return tuple(sorted((int(l), int(h)) for l, h in ranked[["layer", "head"]].head(n).to_numpy()))
 
 # %% ../nbs/02_nmi.ipynb #74740cb6
 def sample_photos() -> list[Image.Image]:

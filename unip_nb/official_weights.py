@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor
-from .distill import resolve_target, unip_student
+from .attention import check_layers
+from .distill import unip_student
 from .teacher import LoadReport, checkpoint_format, load_teacher, load_vit_checkpoint, read_checkpoint
 
 # %% ../nbs/13_official_weights.ipynb #b4025d6c
@@ -108,4 +109,4 @@ def load_paper_teacher(name: str, path: Path, img_size: int = 224, arch: str | d
     depth, heads = len(teacher.blocks), teacher.blocks[0].attn.num_heads
     if (depth, heads) != (t.depth, t.heads):
         raise ValueError(f"{name} has {t.depth} blocks of {t.heads} heads, but {arch or t.arch} loaded from {path} has {depth} blocks of {heads}")
-    return teacher, resolve_target(t.layer, depth)[1]
+    return teacher, check_layers(teacher, [t.layer])[0]

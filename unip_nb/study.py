@@ -4,9 +4,9 @@
 
 # %% auto #0
 __all__ = ['LIBRARIES', 'KERNEL', 'RUNS_DIR', 'git_commit', 'library_versions', 'RunRecorder', 'read_record', 'check_ready',
-           'template_path', 'study_dir', 'default_record_path', 'check_record_path', 'render_html', 'execute_notebook',
-           'run_html', 'execute_run', 'study_registry', 'study_rows', 'prepare_shared_stages', 'reusable_record',
-           'run_study', 'run_one', 'list_ablations', 'parse_set', 'main', 'cli']
+           'template_path', 'study_dir', 'default_record_path', 'run_name', 'check_record_path', 'render_html',
+           'execute_notebook', 'run_html', 'execute_run', 'study_registry', 'study_rows', 'prepare_shared_stages',
+           'reusable_record', 'run_study', 'run_one', 'list_ablations', 'parse_set', 'main', 'cli']
 
 # %% ../nbs/11_study.ipynb #6294791d
 import argparse, json, os, platform, signal, subprocess, sys, time, warnings
@@ -20,6 +20,7 @@ from fastprogress.fastprogress import progress_bar
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from .ablations import (Ablation, ablation_registry, check_run_parameters, get_ablation, run_ablation,
                                read_plan, run_config, run_preset, study_roots, SOURCES)
+from .distill import parse_target
 from .config import (PATH_KEYS, PRESETS, STUDY_FOLDERS, Preset, Settings, get_preset, load_settings,
                             override_preset, parse_overrides)
 from .infmix import infpre_subsets
@@ -118,6 +119,19 @@ def default_record_path(
 ) -> Path:
     "Where run `run` of `preset` (with `overrides`, from `plan`) keeps its record: in its study's folder."
     return study_dir(settings, preset, overrides, plan)/run/"record.json"
+
+def run_name(
+    ablation: str,
+    seed: int,
+    teacher_layer: int | None = None,
+    infmix_sources: list[str] | None = None,
+    s: float = HYBRID_TARGET,
+    target: str | int | list | None = None,
+) -> str:
+    "A run's folder name: `<ablation>-s<seed>`, then a hash of the parameters that change it, where any is given."
+    given = {k: v for k, v in dict(teacher_layer=teacher_layer, infmix_sources=infmix_sources, target=target).items() if v is not None}
+    given |= {} if s == HYBRID_TARGET else dict(s=s)
+    return f"{ablation}-s{seed}" + (f"-{stable_hash(given)}" if given else "")
 
 def check_record_path(settings: Settings, record_path: Path | str) -> Path:
     "`record_path` made absolute, or an error when it lies outside the reports folder (read by the summary)."
@@ -250,19 +264,21 @@ def run_one(
     s: float = HYBRID_TARGET,
     overrides: dict | str | None = None,    # preset fields changed (`override_preset`), after the row's own
     plan: Path | str | None = None,         # the plan file the ablation is a row of; None: the registry
+    target: str | int | list | None = None, # in place of the ablation's target: a shorthand or a list of terms
 ) -> dict:
     "One run, as the ablation template and `torchrun` run it: every rank computes, rank 0 writes its record."
-    overrides = parse_overrides(overrides)
+    overrides, target = parse_overrides(overrides), None if target is None else parse_target(target)
     p = override_preset(get_preset(preset), overrides)
-    record_path = record_path or default_record_path(settings, preset, f"{ablation}-s{seed}", overrides, plan)
+    name = run_name(ablation, seed, teacher_layer, infmix_sources, s, target)
+    record_path = record_path or default_record_path(settings, preset, name, overrides, plan)
     record_path = check_record_path(settings, record_path)
     check_ready(p, settings)
-    check_run_parameters(p, teacher_layer, infmix_sources, s)  # the ablation's own target: in `run_ablation`
+    check_run_parameters(p, teacher_layer, infmix_sources, s, "hybrid" if target is None else target)  # the row's: in `run_ablation`
     abl = get_ablation(study_rows(p, settings, plan), ablation)
     p = run_preset(abl, get_preset(preset), overrides)
-    config = run_config(abl, p, seed, teacher_layer, infmix_sources, s, overrides)
+    config = run_config(abl, p, seed, teacher_layer, infmix_sources, s, overrides, target)
     recorder = RunRecorder(config=config, seed=seed)
-    metrics = run_ablation(abl, p, seed, settings, teacher_layer, infmix_sources, s, stage=recorder.stage)
+    metrics = run_ablation(abl, p, seed, settings, teacher_layer, infmix_sources, s, recorder.stage, target)
     return recorder.save(record_path, metrics)
 
 # %% ../nbs/11_study.ipynb #b321ffb9
@@ -284,6 +300,8 @@ def _parser() -> argparse.ArgumentParser:
     rn.add_argument("--preset", default=None, help=f"one of {', '.join(PRESETS)} (default: settings.ini)")
     rn.add_argument("--seed", type=int, default=0, help="seed of the run (default 0)")
     rn.add_argument("--teacher-layer", type=int, default=None, help="distil this teacher layer instead of the ablation's target")
+    rn.add_argument("--target", default=None, help="distil this target instead of the ablation's: hybrid, last, feature, none, "
+                    """a layer number, or a JSON list of terms, e.g. '[{"heads": "nmi"}, {"kind": "feature"}]'""")
     rn.add_argument("--settings", default=None, help="settings.ini to use (default: nearest one)")
     rn.add_argument("--plan", default=None, help="the YAML plan file the ablation is a row of")
     rn.add_argument("--infmix-sources", nargs="+", choices=SOURCES, default=None,
@@ -339,13 +357,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             if "RANK" in os.environ: init_distributed()
             plan = args.plan and Path(args.plan).resolve()
-            record = default_record_path(settings, preset, f"{args.ablation}-s{args.seed}", overrides, plan)
+            target = args.target and parse_target(args.target)
+            name = run_name(args.ablation, args.seed, args.teacher_layer, args.infmix_sources, args.s, target)
+            record = default_record_path(settings, preset, name, overrides, plan)
             try:
                 rec = run_one(args.ablation, preset, args.seed, settings, record, args.teacher_layer,
-                              args.infmix_sources, args.s, overrides, plan)
+                              args.infmix_sources, args.s, overrides, plan, target)
                 rank, size = world()
             finally: close_distributed()
-            if rank == 0: print(f"{args.ablation}-s{args.seed}: complete ({rec['wall_time_s']} s, {size} processes) -> {record}")
+            if rank == 0: print(f"{name}: complete ({rec['wall_time_s']} s, {size} processes) -> {record}")
             return 0
         if args.jobs < 1: raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
         results = run_study(preset, args.ablations, args.seeds, settings, args.jobs, args.force, overrides,
