@@ -58,13 +58,13 @@ def iter_block_outputs(
     logit_layers: Iterable[int],     # blocks whose q·kᵀ is wanted
     token_layers: Iterable[int] = (),  # blocks whose output tokens are wanted
 ) -> Iterator[tuple[str, int, Tensor]]:
-    "Yield `(\"logits\", layer, q·kᵀ)` and `(\"tokens\", layer, output)` in block order, running blocks 1..the deepest only."
+    "Yield `(\"logits\", layer, q·kᵀ)` and `(\"tokens\", layer, output)`, running blocks 1..the deepest only."
     logit_layers, token_layers = set(logit_layers), set(token_layers)
     deepest = check_layers(model, logit_layers | token_layers)[-1]
     h = vit_tokens(model, x)
     for i, blk in enumerate(model.blocks[:deepest], start=1):
         if i in logit_layers: yield "logits", i, qk_logits(blk.attn, blk.norm1(h))
-        if i < deepest or i in token_layers: h = blk(h)  # the deepest block runs whole only when its tokens are wanted
+        if i < deepest or i in token_layers: h = blk(h)  # the deepest block runs whole only for its tokens
         if i in token_layers: yield "tokens", i, h
 
 def iter_attention_logits(model: VisionTransformer, x: Tensor, layers: Iterable[int]) -> Iterator[tuple[int, Tensor]]:

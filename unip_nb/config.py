@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['SETTINGS_ENV', 'STUDY_KEYS', 'STUDY_FOLDERS', 'PATH_KEYS', 'PATH_KINDS', 'ERRNO_ADVICE', 'THERMAL_SCALINGS',
            'PRESETS', 'Settings', 'find_settings', 'load_settings', 'EmbeddedSizes', 'PretrainRecipe', 'SegRecipe',
-           'check_thermal_scaling', 'Preset', 'get_preset', 'parse_overrides', 'override_preset']
+           'check_thermal_scaling', 'Preset', 'get_preset', 'parse_overrides', 'override_preset', 'from_fields']
 
 # %% ../nbs/00_config.ipynb #51cf7716
 import configparser, dataclasses, errno, json, os, tempfile, types, typing
@@ -298,3 +298,15 @@ def override_preset(preset: Preset, overrides: dict | str | None) -> Preset:
             raise ValueError("the preset's name cannot be overridden: its runs' folders are named after it")
         preset = _with_field(preset, key.split("."), value, key)
     return preset
+
+# %% ../nbs/00_config.ipynb #31504ab0
+def from_fields(cls: type, mapping, what: str):
+    "`cls(**mapping)` from a mapping of its fields (an instance as it is), its errors prefixed with `what`."
+    if isinstance(mapping, cls): return mapping
+    names = [f.name for f in dataclasses.fields(cls)]
+    if not isinstance(mapping, dict):
+        raise ValueError(f"{what} must be a mapping of {', '.join(names)}, got {mapping!r}")
+    unknown = sorted(set(mapping) - set(names))
+    if unknown: raise ValueError(f"{what}: unknown field(s) {unknown}; it has {', '.join(names)}")
+    try: return cls(**mapping)
+    except (TypeError, ValueError) as e: raise type(e)(f"{what}: {e}") from e

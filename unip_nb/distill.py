@@ -10,7 +10,7 @@ __all__ = ['TERM_KINDS', 'TARGETS', 'LowMemoryMlp', 'low_memory_mlps', 'set_drop
 
 # %% ../nbs/08_distill.ipynb #6ef6ea6a
 import json, math
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 import datasets, pandas as pd, torch
@@ -23,7 +23,7 @@ from timm.layers import DropPath, Mlp
 from timm.models.vision_transformer import Block, VisionTransformer
 from torch import Tensor, nn
 from .attention import create_vit, iter_block_outputs
-from .config import PretrainRecipe
+from .config import PretrainRecipe, from_fields
 from .distributed import training_dataloaders
 from .infmix import infmix_torch
 from .nmi import HYBRID_TARGET, select_hybrid_heads
@@ -79,17 +79,18 @@ def unip_student(
     drop_path: float = 0.1,                 # stochastic depth of every block
     block_heads: dict[int, int] | None = None,  # heads of other (1-based) blocks that learn attention
 ) -> VisionTransformer:
-    "The official UNIP student as a timm ViT: its distilled blocks rebuilt with their head counts, MAE's initialisation, fixed sin-cos position embedding (and `LowMemoryMlp`s)."
+    "The official UNIP student as a timm ViT: distilled blocks with their head counts, MAE's init, fixed sin-cos positions."
     vit = create_vit(arch, img_size)
     depth, dim = len(vit.blocks), vit.embed_dim
     heads = dict(block_heads or {})
     if depth in heads: raise ValueError(f"block {depth} is the last block: give its heads as last_heads")
     for i, n in sorted({**heads, depth: last_heads}.items()):
         if not 1 <= i <= depth: raise ValueError(f"block_heads names block {i}, outside the student's 1..{depth}")
-        name = "last_heads" if i == depth else f"{n} heads (block {i})"
-        if dim % n: raise ValueError(f"student width {dim} is not divisible by {name if i != depth else f'last_heads={n}'}")
+        name = f"last_heads={n}" if i == depth else f"{n} heads (block {i})"
+        if dim % n: raise ValueError(f"student width {dim} is not divisible by {name}")
         old = vit.blocks[i - 1]
-        vit.blocks[i - 1] = Block(dim, n, mlp_ratio=old.mlp.fc1.out_features / dim, qkv_bias=old.attn.qkv.bias is not None,
+        vit.blocks[i - 1] = Block(dim, n, mlp_ratio=old.mlp.fc1.out_features / dim,
+                                  qkv_bias=old.attn.qkv.bias is not None,
                                   norm_layer=partial(nn.LayerNorm, eps=old.norm1.eps))
     set_drop_path(vit, [drop_path] * depth)
     return low_memory_mlps(fix_sincos_pos_embed(mae_init_vit(vit)))
@@ -119,29 +120,33 @@ def _whole(v) -> bool: return isinstance(v, int) and not isinstance(v, bool) and
 class Term:
     "One distillation term: student block `student_layer` learns a teacher layer's attention logits or tokens."
     kind: str = "attention"           # "attention" (HAD: KL on q·k logits) or "feature" (smooth-L1 on tokens)
-    layer: int | str | None = None    # a teacher layer (1-based), "hybrid" or "last"; None: "hybrid", or the `heads`' layers
+    layer: int | str | None = None    # a teacher layer (1-based), "hybrid" or "last"; None: "hybrid" (or `heads`)
     student_layer: int | None = None  # the student block that learns it (1-based); None: the last
     heads: tuple | str | None = None  # None: every head of `layer`; [[layer, head], ...] of the teacher; or "nmi"
     weight: float = 1.0               # the term's weight in the summed loss
 
     def __post_init__(self):
         "Refuse a field no stage can use, naming it; head pairs become tuples."
-        if self.kind not in TERM_KINDS: raise ValueError(f"kind must be one of {', '.join(TERM_KINDS)}, got {self.kind!r}")
+        if self.kind not in TERM_KINDS:
+            raise ValueError(f"kind must be one of {', '.join(TERM_KINDS)}, got {self.kind!r}")
         if not (self.layer in (None, "hybrid", "last") or _whole(self.layer)):
             raise ValueError(f"layer must be a teacher layer number (from 1), 'hybrid' or 'last', got {self.layer!r}")
         if not (self.student_layer is None or _whole(self.student_layer)):
-            raise ValueError(f"student_layer must be a student block number (from 1) or None, got {self.student_layer!r}")
+            raise ValueError(f"student_layer must be a student block number (from 1) or None, "
+                             f"got {self.student_layer!r}")
         w = self.weight
         if isinstance(w, bool) or not isinstance(w, (int, float)) or not (math.isfinite(w) and w > 0):
             raise ValueError(f"weight must be a positive number, got {w!r}")
-        if self.heads is None or self.heads == "nmi": pass
-        elif not isinstance(self.heads, (list, tuple)) or not self.heads or not all(
-                isinstance(h, (list, tuple)) and len(h) == 2 and _whole(h[0]) and _whole(h[1] + 1) for h in self.heads):
-            raise ValueError(f"heads must be None, 'nmi' or a list of [layer, head] pairs (layer from 1, head from 0), "
-                             f"got {self.heads!r}")
-        else: object.__setattr__(self, "heads", tuple(tuple(h) for h in self.heads))
-        if self.heads is not None and self.kind == "feature": raise ValueError("a feature term distils tokens: its heads must be None")
-        if self.heads is not None and self.layer is not None: raise ValueError("give a term its layer or its heads, not both")
+        if self.heads not in (None, "nmi"):
+            pair = lambda h: isinstance(h, (list, tuple)) and len(h) == 2 and _whole(h[0]) and _whole(h[1] + 1)
+            if not isinstance(self.heads, (list, tuple)) or not self.heads or not all(map(pair, self.heads)):
+                raise ValueError(f"heads must be None, 'nmi' or a list of [layer, head] pairs "
+                                 f"(layer from 1, head from 0), got {self.heads!r}")
+            object.__setattr__(self, "heads", tuple(tuple(h) for h in self.heads))
+        if self.heads is not None and self.kind == "feature":
+            raise ValueError("a feature term distils tokens: its heads must be None")
+        if self.heads is not None and self.layer is not None:
+            raise ValueError("give a term its layer or its heads, not both")
         if isinstance(self.heads, tuple) and len(set(self.heads)) < len(self.heads):
             raise ValueError(f"heads {list(self.heads)} name a head twice")
 
@@ -149,31 +154,24 @@ class Term:
 TARGETS = ("hybrid", "last", "feature", "none")  # the shorthands, one term each (`none`: no term)
 
 def parse_target(target: str | int | list) -> str | int | list:
-    "A target as a command line or papermill passes it: a layer number's text as the number, JSON text of a list of terms as the list."
+    "A target as a command line passes it: a layer number's text as the number, JSON text of terms as the list."
     if isinstance(target, str) and target.isdigit(): return int(target)
     if not (isinstance(target, str) and target.lstrip().startswith("[")): return target
     try: return json.loads(target)
     except json.JSONDecodeError as e: raise ValueError(f"target {target!r} is not a JSON list of terms: {e}") from e
 
 def target_terms(target: str | int | list | tuple) -> tuple[Term, ...]:
-    "The terms of a target: a shorthand (`TARGETS` or a teacher layer number) or a list of `Term`s or of their fields."
+    "The terms of a target: a shorthand (`TARGETS`, a teacher layer) or a list of `Term`s or of their fields."
     target = parse_target(target)
     if isinstance(target, (list, tuple)):
         if not target: raise ValueError("a target needs at least one term; the target 'none' distils nothing")
-        names = [f.name for f in fields(Term)]
-        terms = []
-        for i, t in enumerate(target, 1):
-            if not isinstance(t, (Term, dict)): raise ValueError(f"term {i} must be a mapping of {', '.join(names)}, got {t!r}")
-            unknown = [] if isinstance(t, Term) else sorted(set(t) - set(names))
-            if unknown: raise ValueError(f"term {i}: unknown field(s) {unknown}; a term has {', '.join(names)}")
-            try: terms.append(t if isinstance(t, Term) else Term(**t))
-            except ValueError as e: raise ValueError(f"term {i}: {e}") from e
-        return tuple(terms)
-    if _whole(target) or (isinstance(target, str) and target.isdigit() and int(target) >= 1): return (Term(layer=int(target)),)
+        return tuple(from_fields(Term, t, f"term {i}") for i, t in enumerate(target, 1))
+    if _whole(target): return (Term(layer=target),)
     if target not in TARGETS:
         raise ValueError(f"unknown distillation target {target!r}; "
                          f"choose one of {', '.join(TARGETS)}, a layer number or a list of terms")
-    return dict(hybrid=(Term(layer="hybrid"),), last=(Term(layer="last"),), feature=(Term("feature", "hybrid"),), none=())[target]
+    shorthands = dict(hybrid=(Term(layer="hybrid"),), last=(Term(layer="last"),), feature=(Term("feature", "hybrid"),))
+    return shorthands.get(target, ())
 
 # %% ../nbs/08_distill.ipynb #dc55fa1f
 def _teacher_layer(layer: int, teacher_depth: int) -> int:
@@ -197,50 +195,54 @@ def resolve_terms(
     for t in terms:
         k = student_depth if t.student_layer is None else t.student_layer
         if not 1 <= k <= student_depth:
-            raise IndexError(f"student_layer {k} out of range: the student has {student_depth} blocks (1..{student_depth})")
+            raise IndexError(f"student_layer {k} out of range: "
+                             f"the student has {student_depth} blocks (1..{student_depth})")
         heads, layer = t.heads, None
         if heads == "nmi":
             if layer_nmi is None: raise ValueError("'nmi' heads need the teacher's layerwise NMI")
             heads = select_hybrid_heads(layer_nmi, teacher_heads, s)
         if heads is None:
             if t.layer in (None, "hybrid") and hybrid_layer is None:
-                raise ValueError("a 'hybrid' term needs the hybrid layer: the NMI rule's pick (select_hybrid_layer) or a fixed one")
-            layer = _teacher_layer(dict(hybrid=hybrid_layer, last=teacher_depth).get(t.layer or "hybrid", t.layer), teacher_depth)
+                raise ValueError("a 'hybrid' term needs the hybrid layer: "
+                                 "the NMI rule's pick (select_hybrid_layer) or a fixed one")
+            named = dict(hybrid=hybrid_layer, last=teacher_depth)
+            layer = _teacher_layer(named.get(t.layer or "hybrid", t.layer), teacher_depth)
         for l, h in heads or ():
             _teacher_layer(l, teacher_depth)
-            if h >= teacher_heads: raise IndexError(f"teacher head {h} of layer {l} out of range: heads are 0..{teacher_heads - 1}")
+            if h >= teacher_heads:
+                raise IndexError(f"teacher head {h} of layer {l} out of range: heads are 0..{teacher_heads - 1}")
         out.append(Term(t.kind, layer, k, heads, float(t.weight)))
     return tuple(out)
 
 # %% ../nbs/08_distill.ipynb #12cffbeb
 def student_block_heads(terms: tuple[Term, ...], teacher_heads: int, student_depth: int) -> dict[int, int]:
-    "The head count of each student block: the last the teacher's, each block learning attention as many as its terms distil."
+    "Heads per student block: the last the teacher's count, a block learning attention as many as its terms distil."
     heads = {student_depth: teacher_heads}
     learnt = {}
     for t in terms:
         if t.kind != "attention": continue
         n = teacher_heads if t.heads is None else len(t.heads)
         if learnt.setdefault(t.student_layer, n) != n:
-            raise ValueError(f"student block {t.student_layer} learns terms of {learnt[t.student_layer]} and {n} heads: "
-                             "a block has one head count")
+            raise ValueError(f"student block {t.student_layer} learns terms of {learnt[t.student_layer]} "
+                             f"and {n} heads: a block has one head count")
     return heads | learnt
 
 # %% ../nbs/08_distill.ipynb #8461438f
 def target_record(terms: tuple[Term, ...], student_depth: int) -> tuple[str, int] | list[dict] | None:
-    "What a record and a cache key keep of resolved `terms`: a shorthand's `(kind, layer)`, else every term's fields; None for none."
+    "What records and cache keys keep of resolved `terms`: a shorthand's `(kind, layer)`, else each term's fields."
     if not terms: return None
     t = terms[0]
     if len(terms) == 1 and (t.student_layer, t.heads, t.weight) == (student_depth, None, 1.0): return t.kind, t.layer
-    return [dict(kind=t.kind, layer=t.layer, student_layer=t.student_layer, heads=t.heads and [list(h) for h in t.heads],
-                 weight=t.weight) for t in terms]
+    return [dict(asdict(t), heads=t.heads and [list(h) for h in t.heads]) for t in terms]
 
 # %% ../nbs/08_distill.ipynb #de5b8333
 def teacher_layers(terms: tuple[Term, ...], kind: str | None = None) -> list[int]:
     "The teacher layers resolved `terms` (of `kind`, or all) read, in order."
-    return sorted({l for t in terms if kind in (None, t.kind) for l in ([t.layer] if t.heads is None else [l for l, _ in t.heads])})
+    reads = lambda t: [t.layer] if t.heads is None else [l for l, _ in t.heads]
+    return sorted({l for t in terms if kind in (None, t.kind) for l in reads(t)})
 
 def teacher_targets(teacher: VisionTransformer, x: Tensor, terms: tuple[Term, ...]) -> tuple[Tensor, ...]:
-    "Per resolved term, the teacher's attention logits `[B, heads, N, N]` or output tokens `[B, N, C]`, from one pass."
+    "Per resolved term, the teacher's logits `[B, heads, N, N]` or output tokens `[B, N, C]`, from one pass."
     logit_layers, token_layers = teacher_layers(terms, "attention"), teacher_layers(terms, "feature")
     got = {(kind, l): out for kind, l, out in iter_block_outputs(teacher, x, logit_layers, token_layers)}
     def one(t: Term) -> Tensor:
@@ -250,7 +252,7 @@ def teacher_targets(teacher: VisionTransformer, x: Tensor, terms: tuple[Term, ..
     return tuple(one(t) for t in terms)
 
 class TeacherTarget(Callback):
-    "Set each batch's targets, one per resolved term, from a frozen teacher; it moves the teacher to the batches' device."
+    "Set each batch's targets, one per resolved term, from a frozen teacher (moved to the batches' device)."
     order = MixedPrecision.order + 1  # inside the autocast of mixed precision, as the official teacher forward
     def __init__(self, teacher: VisionTransformer, terms: tuple[Term, ...]):
         self.teacher, self.terms = teacher.eval().requires_grad_(False), terms
@@ -260,7 +262,7 @@ class TeacherTarget(Callback):
 
 # %% ../nbs/08_distill.ipynb #0704d1f0
 class DistilledStudent(nn.Module):
-    "The student under distillation: per resolved term, its block's attention logits or its normed tokens projected to the teacher's width."
+    "The student under distillation: per term, its block's logits or normed tokens projected to the teacher's width."
     def __init__(self, vit: VisionTransformer, terms: tuple[Term, ...], teacher_dim: int):
         super().__init__()
         self.vit, self.terms = vit, terms
@@ -276,7 +278,8 @@ class DistilledStudent(nn.Module):
 # %% ../nbs/08_distill.ipynb #e125d2b4
 def terms_loss(terms: tuple[Term, ...], preds: tuple[Tensor, ...], *targets: Tensor) -> Tensor:
     "The distillation loss: each term's `had_loss` (attention) or `feature_loss` (feature), times its weight, summed."
-    return sum(t.weight * (had_loss if t.kind == "attention" else feature_loss)(p, y) for t, p, y in zip(terms, preds, targets))
+    losses = [(had_loss if t.kind == "attention" else feature_loss)(p, y) for t, p, y in zip(terms, preds, targets)]
+    return sum(t.weight * loss for t, loss in zip(terms, losses))
 
 # %% ../nbs/08_distill.ipynb #3440b0df
 class _Images(torch.utils.data.Dataset):
@@ -290,18 +293,24 @@ def pretrain_dataloaders(ds: datasets.Dataset, size: int, batch_size: int, seed:
     if len(ds) < batch_size: raise ValueError(f"InfMix has {len(ds)} images, fewer than one batch of {batch_size}")
     return training_dataloaders(_Images(infmix_torch(ds, size)), batch_size, seed, num_workers=num_workers)
 
-def distill_learner(student: DistilledStudent, teacher: VisionTransformer, dls: DataLoaders, recipe: PretrainRecipe) -> Learner:
-    "A fastai Learner distilling `teacher` into `student` by the student's terms, with the official optimiser and schedule."
+def distill_learner(
+    student: DistilledStudent,
+    teacher: VisionTransformer,
+    dls: DataLoaders,
+    recipe: PretrainRecipe,
+) -> Learner:
+    "A fastai Learner distilling `teacher` into `student` by its terms, with the official optimiser and schedule."
     groups = param_groups(student, recipe.weight_decay)
     lr = official_lr(recipe.blr, recipe.batch_size)
-    cbs = [TeacherTarget(teacher, student.terms), NaNGuard(), warmup_cosine(group_lrs(groups, lr), recipe.warmup_epochs / recipe.epochs)]
+    schedule = warmup_cosine(group_lrs(groups, lr), recipe.warmup_epochs / recipe.epochs)
+    cbs = [TeacherTarget(teacher, student.terms), NaNGuard(), schedule]
     cbs += accumulation(recipe)
     return Learner(dls, student, loss_func=partial(terms_loss, student.terms), opt_func=adamw(recipe.betas),
                    splitter=lambda m: param_groups(m, recipe.weight_decay), cbs=cbs)
 
 # %% ../nbs/08_distill.ipynb #de17d7b0
 def check_pair(teacher: VisionTransformer, student: VisionTransformer, terms: tuple[Term, ...] | None = None) -> None:
-    "Refuse a teacher and student whose distilled outputs cannot match: each attention term's head count (`terms` None: every teacher head in the last block), the token count."
+    "Refuse a teacher and student whose outputs cannot match: each attention term's heads, the token count."
     th, depth = teacher.blocks[0].attn.num_heads, len(student.blocks)
     for t in terms or (Term(layer=len(teacher.blocks), student_layer=depth),):
         if t.kind != "attention": continue
@@ -326,9 +335,10 @@ def distill(
     compile: bool = False,
     num_workers: int = 0,              # loading processes
 ) -> tuple[VisionTransformer, dict]:
-    "Distil `teacher` into `student` by `terms` on InfMix `ds`; the student, its loss per epoch and the epoch resumed at."
+    "Distil `teacher` into `student` by `terms` on InfMix `ds`; the student, its epoch losses and the epoch resumed at."
     check_pair(teacher, student, terms)
     module = DistilledStudent(student, terms, teacher.embed_dim)
     dls = pretrain_dataloaders(ds, size, split_batch(recipe), seed, num_workers)
-    fit = fit_resumable(distill_learner(module, teacher, dls, recipe), recipe.epochs, checkpoint, "distill", progress, amp=amp, compile=compile)
+    learn = distill_learner(module, teacher, dls, recipe)
+    fit = fit_resumable(learn, recipe.epochs, checkpoint, "distill", progress, amp=amp, compile=compile)
     return student.eval(), fit
