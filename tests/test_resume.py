@@ -107,7 +107,7 @@ def test_killed_during_report_rendering(tmp_path, uninterrupted, point, sig):
 def test_disk_full_leaves_nothing_complete(tmp_path, uninterrupted, point):
     "A full disk while the teacher's first checkpoint or the run record is written: a clear error, nothing marked complete."
     p = study(tmp_path, f"{point}=ENOSPC")
-    assert p.returncode == 2 and "No space left on device" in p.stderr, p.stderr[-3000:]
+    assert p.returncode == 1 and "No space left on device" in p.stderr, p.stderr[-3000:]  # a failure while running
     folder = "cache_dir" if "partial" in point else "reports_dir"
     assert f"this is under {folder} = {tmp_path/folder} (set by $UNIP_NB_{folder.upper()})" in p.stderr, p.stderr[-3000:]
     assert not list(cache(tmp_path, "teacher").glob("*.pt")) if "partial" in point else not record(tmp_path).exists()

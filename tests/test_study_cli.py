@@ -139,7 +139,7 @@ def test_paper_preset_refuses_without_real_data():
     assert "teacher_checkpoint is empty" in p.stderr and "imagenet is empty" in p.stderr
 
 @pytest.mark.parametrize("args,env,message", [
-    (["study", "--preset", "huge"], {}, "unknown preset 'huge'"),
+    (["study", "--preset", "huge"], {}, "argument --preset: invalid choice: 'huge'"),
     (["study", "--preset", "smoke", "--ablations", "no_nmi"], {}, "unknown ablation 'no_nmi'"),
     (["study"], {"UNIP_NB_PRESET": "tiny"}, "preset = 'tiny' is not one of"),
     (["study"], {"UNIP_NB_SETTINGS": "/nonexistent/settings.ini"}, "/nonexistent/settings.ini does not exist"),

@@ -6,29 +6,27 @@
 __all__ = ['LIBRARIES', 'KERNEL', 'git_commit', 'library_versions', 'RunRecorder', 'read_record', 'check_ready', 'template_path',
            'study_dir', 'default_record_path', 'run_name', 'check_record_path', 'render_html', 'execute_notebook',
            'run_html', 'execute_run', 'study_registry', 'study_rows', 'prepare_shared_stages', 'reusable_record',
-           'run_study', 'run_one', 'list_ablations', 'parse_set', 'main', 'cli']
+           'run_study', 'run_one', 'list_ablations']
 
 # %% ../nbs/11_study.ipynb #6294791d
-import argparse, json, os, platform, signal, subprocess, sys, time, warnings
+import json, os, platform, subprocess, time, warnings
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
-import psutil, torch, unip_nb
+import torch, unip_nb
 from fastprogress.fastprogress import progress_bar
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from .ablations import (Ablation, ablation_registry, check_run_parameters, get_ablation, run_ablation,
-                               read_phases, read_plan, run_config, run_preset, study_roots, RUNS_DIR, SOURCES)
-from .distill import parse_target
-from .config import (PATH_KEYS, PRESETS, STUDY_FOLDERS, Preset, Settings, get_preset, load_settings,
+                               read_phases, read_plan, run_config, run_preset, study_roots, RUNS_DIR)
+from .config import (HYBRID_TARGET, PATH_KEYS, STUDY_FOLDERS, Preset, Settings, get_preset, load_settings,
                             override_preset, parse_overrides)
+from .distill import parse_target
+from .files import atomic_write_text, held_lock, stable_hash, world
 from .infmix import infpre_subsets
-from .nmi import HYBRID_TARGET
 from .synthetic import INFPRE_SENSORS
 from .teacher import teacher_for
-from .distributed import close_distributed, init_distributed
-from .files import STUDY_PID_ENV, atomic_write_text, held_lock, stable_hash, world
 
 # %% ../nbs/11_study.ipynb #6bb53f20
 def git_commit(repo: Path | None = None) -> dict:
@@ -286,47 +284,6 @@ def run_one(
     return recorder.save(record_path, metrics)
 
 # %% ../nbs/11_study.ipynb #b321ffb9
-def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="unip-nb", description="Reproducible study of UNIP and its ablations.")
-    sub = ap.add_subparsers(dest="command", required=True)
-    st = sub.add_parser("study", help="run the ablation study of a preset and write its reports")
-    st.add_argument("--preset", default=None, help=f"one of {', '.join(PRESETS)} (default: settings.ini)")
-    st.add_argument("--ablations", nargs="+", default=None, help="ablations to run (default: all registered)")
-    st.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds to run (default: the preset's)")
-    st.add_argument("--jobs", type=int, default=1, help="runs executed at once (default 1)")
-    st.add_argument("--force", action="store_true", help="rerun runs whose complete record could be reused (cached stages are still reused)")
-    st.add_argument("--settings", default=None, help="settings.ini to use (default: nearest one)")
-    st.add_argument("--plan", default=None, help="a YAML plan file whose rows run instead of the registry's")
-    st.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", dest="overrides",
-                    help="change a preset field in every run, e.g. distill.epochs=10 (JSON, else text)")
-    rn = sub.add_parser("run", help="one run without a notebook; under `torchrun --nproc_per_node N` it trains with DDP")
-    rn.add_argument("--ablation", required=True, help="a registered ablation")
-    rn.add_argument("--preset", default=None, help=f"one of {', '.join(PRESETS)} (default: settings.ini)")
-    rn.add_argument("--seed", type=int, default=0, help="seed of the run (default 0)")
-    rn.add_argument("--teacher-layer", type=int, default=None, help="distil this teacher layer instead of the ablation's target")
-    rn.add_argument("--target", default=None,
-                    help="distil this target instead of the ablation's: hybrid, last, feature, none, a layer number, "
-                    """or a JSON list of terms, e.g. '[{"heads": "nmi"}, {"kind": "feature"}]'""")
-    rn.add_argument("--phases", default=None,
-                    help="pre-train in these phases instead of the ablation's: a JSON list of {infmix, sources, "
-                    """epochs, target}, every key optional, e.g. '[{"epochs": 2}, {"sources": ["infpre"]}]'""")
-    rn.add_argument("--settings", default=None, help="settings.ini to use (default: nearest one)")
-    rn.add_argument("--plan", default=None, help="the YAML plan file the ablation is a row of")
-    rn.add_argument("--infmix-sources", nargs="+", choices=SOURCES, default=None,
-                    help="keep only these InfMix sources (default: the ablation's)")
-    rn.add_argument("--s", type=float, default=HYBRID_TARGET,
-                    help=f"NMI target of the hybrid-layer rule (default {HYBRID_TARGET})")
-    rn.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", dest="overrides",
-                    help="change a preset field, e.g. seg.lr=3e-3 (VALUE is JSON, else text)")
-    rn.add_argument("--record", default=None, help="where the run's record goes, under the reports folder "
-                    "(default: reports/<preset>/<run>/record.json)")
-    rn.add_argument("--threads", type=int, default=None, help="CPU threads of torch in this run (default: torch's)")
-    ab = sub.add_parser("ablations", help="list the registered ablations of a preset")
-    ab.add_argument("--preset", default=None, help=f"one of {', '.join(PRESETS)} (default: settings.ini)")
-    ab.add_argument("--settings", default=None, help="settings.ini to use (default: nearest one)")
-    ab.add_argument("--plan", default=None, help="list the rows of this YAML plan file instead")
-    return ap
-
 def list_ablations(preset: str, settings: Settings, plan: Path | str | None = None) -> str:
     "The rows of a study of `preset` (or `plan`), one line each: name, group, description, what it changes."
     rows = study_rows(get_preset(preset), settings, plan).values()
@@ -336,67 +293,3 @@ def list_ablations(preset: str, settings: Settings, plan: Path | str | None = No
         fields += [("phases", json.dumps(a.phases))] if a.phases else []
         return ", ".join(f"{k}={v}" for k, v in fields)
     return "\n".join(f"{a.name:{width}}  [{a.group}] {a.description} ({changes(a)})" for a in rows)
-
-def _stop_on_sigterm(signum: int, frame) -> None:
-    "Stop the runs' kernels, then exit: what finished is kept, and the same command resumes the study."
-    kernels = psutil.Process().children(recursive=True)
-    for k in kernels: k.terminate()
-    for k in psutil.wait_procs(kernels, timeout=10)[1]: k.kill()
-    print("unip-nb: stopped by SIGTERM; run the same command again to resume", file=sys.stderr, flush=True)
-    os._exit(128 + signum)
-
-def parse_set(items: list[str]) -> dict:
-    "`--set FIELD=VALUE` options as preset overrides: each VALUE read as JSON, or kept as text."
-    overrides = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set {item!r}: write FIELD=VALUE, e.g. --set distill.epochs=10")
-        try: overrides[key] = json.loads(raw)
-        except json.JSONDecodeError: overrides[key] = raw
-    return overrides
-
-def main(argv: list[str] | None = None) -> int:
-    "Entry point of the `unip-nb` console script."
-    args, settings = _parser().parse_args(argv), None
-    try:
-        settings = load_settings(args.settings)
-        preset = args.preset or settings.preset
-        if args.command == "ablations":
-            print(list_ablations(preset, settings, args.plan))
-            return 0
-        overrides = parse_set(args.overrides)
-        if args.command == "run":
-            if "RANK" in os.environ: init_distributed()
-            plan = args.plan and Path(args.plan).resolve()
-            target = args.target and parse_target(args.target)
-            phases = args.phases and [asdict(ph) for ph in read_phases(args.phases)]
-            name = run_name(args.ablation, args.seed, args.teacher_layer, args.infmix_sources, args.s, target, phases)
-            record = args.record or default_record_path(settings, preset, name, overrides, plan)
-            if args.threads: torch.set_num_threads(args.threads)
-            try:
-                rec = run_one(args.ablation, preset, args.seed, settings, record, args.teacher_layer,
-                              args.infmix_sources, args.s, overrides, plan, target, phases)
-                rank, size = world()
-            finally: close_distributed()
-            if rank == 0: print(f"{name}: complete ({rec['wall_time_s']} s, {size} processes) -> {record}")
-            return 0
-        if args.jobs < 1: raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
-        results = run_study(preset, args.ablations, args.seeds, settings, args.jobs, args.force, overrides,
-                            args.plan)
-    except (KeyError, TypeError, ValueError, OSError, RuntimeError) as e:  # OSError: missing file, full disk
-        message = e.args[0] if isinstance(e, KeyError) else e
-        if settings and isinstance(e, OSError): message = settings.blame(e)  # which setting holds the file
-        print(f"unip-nb: error: {message}", file=sys.stderr)
-        return 2
-    out = study_dir(settings, preset, overrides, args.plan and Path(args.plan).resolve())
-    for name, rec in results.items():
-        where = out/"index.html" if name == "summary" else run_html(out/name)
-        print(f"{name}: {rec['status']} ({rec.get('wall_time_s', '-')} s) -> {where}" + (f"  [{rec['error']}]" if rec["status"] != "complete" else ""))
-    return 0 if all(r["status"] == "complete" for r in results.values()) else 1
-
-def cli() -> int:
-    "The `unip-nb` console script: `main`, stopping its kernels on SIGTERM."
-    os.environ[STUDY_PID_ENV] = str(os.getpid())  # the study process, for the fault-injection points of the runs
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
-    return main()
