@@ -36,4 +36,4 @@ export: setup
 	$(BIN)/nbdev-clean
 
 readme: setup
-	$(BIN)/jupyter nbconvert --to markdown nbs/index.ipynb --output-dir . --output README
+	$(BIN)/jupyter nbconvert --to markdown --execute --ExecutePreprocessor.kernel_name=unip-nb nbs/index.ipynb --output-dir . --output README

@@ -317,6 +317,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'unip_nb.study.execute_notebook': ('study.html#execute_notebook', 'unip_nb/study.py'),
                                'unip_nb.study.execute_run': ('study.html#execute_run', 'unip_nb/study.py'),
                                'unip_nb.study.git_commit': ('study.html#git_commit', 'unip_nb/study.py'),
+                               'unip_nb.study.ipc_kernel_manager': ('study.html#ipc_kernel_manager', 'unip_nb/study.py'),
                                'unip_nb.study.library_versions': ('study.html#library_versions', 'unip_nb/study.py'),
                                'unip_nb.study.list_ablations': ('study.html#list_ablations', 'unip_nb/study.py'),
                                'unip_nb.study.prepare_shared_stages': ('study.html#prepare_shared_stages', 'unip_nb/study.py'),

@@ -4,12 +4,12 @@
 
 # %% auto #0
 __all__ = ['LIBRARIES', 'KERNEL', 'git_commit', 'library_versions', 'RunRecorder', 'read_record', 'check_ready', 'template_path',
-           'study_dir', 'default_record_path', 'run_name', 'check_record_path', 'render_html', 'execute_notebook',
-           'run_html', 'execute_run', 'study_registry', 'study_rows', 'prepare_shared_stages', 'reusable_record',
-           'run_study', 'run_one', 'list_ablations']
+           'study_dir', 'default_record_path', 'run_name', 'check_record_path', 'render_html', 'ipc_kernel_manager',
+           'execute_notebook', 'run_html', 'execute_run', 'study_registry', 'study_rows', 'prepare_shared_stages',
+           'reusable_record', 'run_study', 'run_one', 'list_ablations']
 
 # %% ../nbs/11_study.ipynb #6294791d
-import json, os, platform, subprocess, time, warnings
+import json, os, platform, subprocess, sys, tempfile, time, warnings
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -141,16 +141,28 @@ def check_record_path(settings: Settings, record_path: Path | str) -> Path:
     return path
 
 def render_html(ipynb: Path, html: Path) -> Path:
-    "Render an executed notebook to a standalone HTML file `html` (figures embedded)."
+    "Render an executed notebook to a standalone HTML report `html`: its outputs and prose, figures embedded, no code."
     from nbconvert import HTMLExporter
-    body, _ = HTMLExporter().from_filename(str(ipynb))
+    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
+    body, _ = exporter.from_filename(str(ipynb))
     return atomic_write_text(html, body)
+
+def ipc_kernel_manager() -> type:
+    "A Jupyter kernel manager talking to its kernel over IPC sockets in the temporary folder (no TCP port, no warning)."
+    from jupyter_client.manager import AsyncKernelManager
+    class IPCKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.transport = "ipc"  # its sockets are <ip>-<n>, removed when the kernel stops
+            self.ip = str(Path(tempfile.gettempdir())/f"unip-nb-kernel-{os.getpid()}-{id(self)}")
+    return IPCKernelManager
 
 def execute_notebook(template: Path, out: Path, parameters: dict, html: Path) -> str | None:
     "Execute `template` with papermill into `out` and render it to `html`; the error, or None when it ran through."
     import papermill as pm
     out.parent.mkdir(parents=True, exist_ok=True)
-    try: pm.execute_notebook(str(template), str(out), parameters=parameters, kernel_name=KERNEL, progress_bar=False, cwd=str(template.parent))
+    try: pm.execute_notebook(str(template), str(out), parameters=parameters, kernel_name=KERNEL, progress_bar=False,
+                             cwd=str(template.parent), kernel_manager_class=ipc_kernel_manager())
     except Exception as e:
         if out.exists(): render_html(out, html)
         return f"{e.ename}: {e.evalue}" if isinstance(e, pm.PapermillExecutionError) else f"{type(e).__name__}: {e}"
@@ -182,8 +194,9 @@ def study_rows(preset: Preset, settings: Settings, plan: Path | str | None = Non
 
 def prepare_shared_stages(preset: Preset, settings: Settings) -> None:
     "Generate the embedded data and pre-train (or load) the teacher once, before the runs that share them."
-    study_roots(preset, settings, progress=True)
-    teacher_for(preset, settings, progress=True)
+    shown = sys.stdout.isatty()  # a log file gets no progress bars redrawn into it
+    study_roots(preset, settings, progress=shown)
+    teacher_for(preset, settings, progress=shown)
 
 def reusable_record(record_file: Path, config: dict) -> dict | None:
     "The complete record in `record_file` when it is of a run with exactly `config`, else None."
