@@ -17,7 +17,6 @@ from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
 import torch, unip_nb
-from fastprogress.fastprogress import progress_bar
 from .ablations import (Ablation, ablation_registry, check_run_parameters, get_ablation, run_ablation,
                                read_phases, read_plan, run_config, run_preset, study_roots, RUNS_DIR)
 from .config import (HYBRID_TARGET, PATH_KEYS, STUDY_FOLDERS, Preset, Settings, get_preset, load_settings,
@@ -52,13 +51,17 @@ class RunRecorder:
     seed: int
     stages: dict = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
+    show: bool = False  # print each stage as it starts and ends (a running notebook shows where it is)
 
     @contextmanager
     def stage(self, name: str):
         "Time the block as stage `name`."
+        if self.show: print(f"stage {name} ...", flush=True)
         t = time.perf_counter()
         try: yield
-        finally: self.stages[name] = round(time.perf_counter() - t, 3)
+        finally:
+            self.stages[name] = round(time.perf_counter() - t, 3)
+            if self.show: print(f"stage {name}: {self.stages[name]:.1f} s", flush=True)
 
     def save(self, path: Path, metrics: dict, status: str = "complete") -> dict:
         "Write the record to `path` and return it."
@@ -256,9 +259,15 @@ def _run_study(
     params = lambda n: dict(ablation=runs[n][0].name, preset=preset, seed=runs[n][1],
                             settings_file=str(settings.file), torch_threads=threads, overrides=overrides,
                             plan=plan and str(plan))
+    print(f"{len(todo)} runs to do, {len(results)} reused; {jobs} at a time", flush=True)
+    started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = {pool.submit(execute_run, templates["ablation"], out/n, params(n)): n for n in todo}
-        for f in progress_bar(as_completed(futures), total=len(futures)) if futures else []: results[futures[f]] = f.result()
+        for k, f in enumerate(as_completed(futures), start=1):
+            results[futures[f]] = rec = f.result()
+            left = (time.perf_counter() - started) / k * (len(futures) - k)  # at the pace so far, jobs included
+            print(f"[{k}/{len(futures)}] {futures[f]}: {rec['status']} ({rec.get('wall_time_s', '-')} s); "
+                  f"about {left / 60:.1f} min left", flush=True)
     summary = execute_notebook(templates["summary"], out/"index.ipynb",
                                dict(preset=preset, settings_file=str(settings.file), runs_dir=str(out)),
                                out/"index.html")
@@ -292,7 +301,7 @@ def run_one(
     abl = get_ablation(study_rows(p, settings, plan), ablation)
     p = run_preset(abl, get_preset(preset), overrides)
     config = run_config(abl, p, seed, teacher_layer, infmix_sources, s, overrides, target, phases)
-    recorder = RunRecorder(config=config, seed=seed)
+    recorder = RunRecorder(config=config, seed=seed, show=world()[0] == 0)
     metrics = run_ablation(abl, p, seed, settings, teacher_layer, infmix_sources, s, recorder.stage, target, phases)
     return recorder.save(record_path, metrics)
 
