@@ -9,7 +9,7 @@ __all__ = ['parse_set', 'main', 'cli']
 import argparse, json, os, signal, sys
 from importlib.metadata import version
 from pathlib import Path
-from .config import HYBRID_TARGET, PRESETS, SOURCES, STUDY_PID_ENV
+from .config import HYBRID_TARGET, PRESETS, SOURCES, STUDY_PID_ENV, hide_known_warnings, load_settings
 
 # %% ../nbs/14_cli.ipynb #13a217e0
 def _shared(p: argparse.ArgumentParser, plan: str) -> None:
@@ -113,7 +113,7 @@ def _study(args: argparse.Namespace, settings, preset: str, overrides: dict) -> 
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `unip-nb` console script: 0 done, 1 failed while running, 2 refused input."
     args, settings = _parser().parse_args(argv), None
-    from unip_nb.config import load_settings
+    hide_known_warnings()
     try:
         settings = load_settings(args.settings)
         preset = args.preset or settings.preset

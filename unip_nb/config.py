@@ -6,10 +6,10 @@
 __all__ = ['SETTINGS_ENV', 'STUDY_PID_ENV', 'STUDY_KEYS', 'STUDY_FOLDERS', 'PATH_KEYS', 'PATH_KINDS', 'ERRNO_ADVICE',
            'THERMAL_SCALINGS', 'PRESETS', 'HYBRID_TARGET', 'SOURCES', 'Settings', 'find_settings', 'load_settings',
            'EmbeddedSizes', 'PretrainRecipe', 'SegRecipe', 'check_thermal_scaling', 'Preset', 'get_preset',
-           'parse_overrides', 'override_preset', 'from_fields']
+           'hide_known_warnings', 'parse_overrides', 'override_preset', 'from_fields']
 
 # %% ../nbs/00_config.ipynb #51cf7716
-import configparser, dataclasses, errno, json, os, tempfile, types, typing
+import configparser, dataclasses, errno, json, os, tempfile, types, typing, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -254,6 +254,11 @@ def get_preset(name: str) -> Preset:
 # %% ../nbs/00_config.ipynb #1f9e2f68
 HYBRID_TARGET = 0.09                  # the paper's s: the NMI of the hybrid attention pattern
 SOURCES = ("infpre", "in1k", "coco")  # the pre-training sources of InfMix
+
+# %% ../nbs/00_config.ipynb #7c625fdf
+def hide_known_warnings() -> None:
+    "Silence the `FutureWarning` torch gives when fastai's import calls `torch.jit.script`; every other warning stays."
+    warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
 
 # %% ../nbs/00_config.ipynb #7a707dc3
 def parse_overrides(overrides: dict | str | None) -> dict:

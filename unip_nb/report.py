@@ -4,8 +4,9 @@
 
 # %% auto #0
 __all__ = ['SEG_COLUMNS', 'MODES', 'GROUP_ORDER', 'CLAIMS', 'Records', 'load_records', 'ci95', 'summary_table', 'paired_deltas',
-           'study_verdict', 'claim_verdict', 'claims_table', 'detectable_effect', 'plot_deltas', 'plot_teacher_nmi',
-           'plot_run_metrics', 'composition_table', 'run_links']
+           'study_verdict', 'claim_verdict', 'claims_table', 'detectable_effect', 'plot_deltas', 'plot_miou',
+           'plot_teacher_nmi', 'plot_run_metrics', 'distill_curves', 'plot_distill_losses', 'provenance',
+           'composition_table', 'run_links']
 
 # %% ../nbs/12_report.ipynb #8ec94cf8
 import html, json, re
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np, pandas as pd
 import matplotlib.pyplot as plt, seaborn as sns
+from matplotlib.ticker import MaxNLocator
 from scipy import stats
 from .nmi import plot_layer_nmi
 
@@ -151,23 +153,31 @@ def detectable_effect(deltas: pd.DataFrame, dataset: str = "avg") -> pd.DataFram
     return (100 * widths).rename_axis(None)
 
 # %% ../nbs/12_report.ipynb #1ca6fb3e
-def plot_deltas(deltas: pd.DataFrame, datasets: tuple = SEG_COLUMNS):
-    "Horizontal bars of the paired mIoU differences against UNIP (points), one panel per dataset, FT and LP side by side, with 95% intervals."
-    abls = list(dict.fromkeys(deltas["ablation"]))
+def _interval_bars(table: pd.DataFrame, datasets: tuple, xlabel: str):
+    "Horizontal bars of `table`'s `mean` (points) with its 95% `ci`, per ablation, one panel per dataset, FT and LP side by side."
+    abls = list(dict.fromkeys(table["ablation"]))
     fig, axs = plt.subplots(1, len(datasets), figsize=(3.2 * len(datasets), 0.45 * len(abls) + 1.5), sharey=True, squeeze=False)
     colours = dict(zip(MODES.values(), sns.color_palette("deep", 2)))
     y = np.arange(len(abls))
     for ax, ds in zip(axs[0], datasets):
         for k, (mode, c) in enumerate(colours.items()):
-            sub = deltas[(deltas["dataset"] == ds) & (deltas["mode"] == mode)].set_index("ablation").reindex(abls)
+            sub = table[(table["dataset"] == ds) & (table["mode"] == mode)].set_index("ablation").reindex(abls)
             ax.barh(y + (k - 0.5) * 0.4, 100 * sub["mean"], height=0.4, color=c, label=mode,
                     xerr=100 * sub["ci"].fillna(0), error_kw=dict(lw=1, capsize=2))
         ax.axvline(0, color="0.3", lw=1)
-        ax.set(title=ds, xlabel="Δ mIoU vs unip (points)")
+        ax.set(title=ds, xlabel=xlabel)
     axs[0, 0].set(yticks=y, yticklabels=abls); axs[0, 0].invert_yaxis()
     axs[0, -1].legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+def plot_deltas(deltas: pd.DataFrame, datasets: tuple = SEG_COLUMNS):
+    "The paired mIoU differences against UNIP (points) with their 95% intervals, per dataset and mode."
+    return _interval_bars(deltas, datasets, "Δ mIoU vs unip (points)")
+
+def plot_miou(scores: pd.DataFrame, datasets: tuple = SEG_COLUMNS):
+    "Every ablation's mIoU (points), mean over seeds with its 95% interval, per dataset and mode."
+    return _interval_bars(_mean_ci(scores, "miou", ["ablation", "mode", "dataset"]), datasets, "mIoU (points)")
 
 def plot_teacher_nmi(metrics: dict, s: float = 0.09, ax=None):
     "The teacher's head-averaged NMI per layer recorded by a run, over the pattern bands, with the selected layer."
@@ -180,6 +190,34 @@ def plot_run_metrics(metrics: dict, title: str = ""):
     ax = sns.barplot(data=df, x="dataset", y="mIoU", hue="mode", palette="deep")
     ax.set(title=title, ylabel="mIoU (points)")
     return ax
+
+# %% ../nbs/12_report.ipynb #b45bdb67
+def distill_curves(records: Records) -> pd.DataFrame:
+    "One row per (run, epoch) of a run that distilled: its ablation, seed and distillation loss."
+    rows = [dict(run=n, ablation=r["config"]["ablation"]["name"], seed=r["seed"], epoch=e, loss=l)
+            for n, r in records.runs.items() for e, l in enumerate(r["metrics"].get("distill_losses", []), start=1)]
+    return pd.DataFrame(rows, columns=["run", "ablation", "seed", "epoch", "loss"])
+
+def plot_distill_losses(records: Records, ax=None):
+    "The distillation loss per epoch of each ablation that distilled: mean over seeds and its 95% band."
+    curves = distill_curves(records)
+    if curves.empty: raise ValueError("no run of this study distilled: no loss to plot")
+    ax = sns.lineplot(data=curves, x="epoch", y="loss", hue="ablation", marker="o", errorbar=("ci", 95), ax=ax)
+    ax.set(title="distillation loss per epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    return ax
+
+# %% ../nbs/12_report.ipynb #0ae4ee83
+def provenance(record: dict) -> pd.DataFrame:
+    "Where a run's numbers came from, as a two-column table: commit, time, machine, library versions, stage wall times."
+    rows = [("commit", f"{record.get('commit')}" + (" (with local changes)" if record.get("dirty") else "")),
+            ("finished", record.get("finished")), ("wall time", f"{record.get('wall_time_s')} s"),
+            ("device", record.get("device")), ("torch threads", record.get("torch_threads")),
+            ("processes", record.get("world_size"))]
+    rows += [(f"machine: {k}", v) for k, v in record.get("machine", {}).items()]
+    rows += [(f"version: {k}", v) for k, v in record.get("versions", {}).items()]
+    rows += [(f"stage: {k}", f"{v:.1f} s") for k, v in record.get("stage_times_s", {}).items()]
+    return pd.DataFrame(rows, columns=["", "value"]).set_index("")
 
 # %% ../nbs/12_report.ipynb #d1abf63d
 def composition_table(records: Records) -> pd.DataFrame:
