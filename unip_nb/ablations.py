@@ -402,18 +402,28 @@ def backbone_copy(
         blk.ls1, blk.ls2 = LayerScale(new.embed_dim, layer_scale), LayerScale(new.embed_dim, layer_scale)
     return new
 
-def segmentation_scores(backbone: VisionTransformer, roots: dict[str, Path], preset: Preset, seed: int, work: Path,
-                        stage=_untimed) -> tuple[dict, dict]:
-    "Fine-tuning and linear-probing mIoU of `backbone` on the three segmentation sets and their averages, kept in `work`; what was resumed or reused."
+def segmentation_scores(
+    backbone: VisionTransformer,
+    roots: dict[str, Path],
+    preset: Preset,
+    seed: int,
+    work: Path,                        # where each finished (mode, set) stage is kept
+    stage=_untimed,
+) -> tuple[dict, dict, dict]:
+    "Fine-tuning and probing mIoU of `backbone` on the three sets and their averages; what was reused; per-class IoU and losses."
     r, scores, resumed = preset.seg, {"ft": {}, "lp": {}}, {}
+    detail = dict(class_iou={"ft": {}, "lp": {}}, seg_losses={"ft": {}, "lp": {}})
     with held_lock(work/"lock"):
         for name in SEG_SETS:
-            k = get_seg_spec(name).n_classes
+            spec = get_seg_spec(name)
             for mode in ("ft", "lp"):
                 key = f"{mode}_{name}"
                 done, checkpoint = work/f"{key}.json", work/f"{key}.partial.pt"
                 if done.is_file():
-                    scores[mode][name], resumed[key] = json.loads(done.read_text())["miou"], "reused"
+                    kept = json.loads(done.read_text())
+                    scores[mode][name], resumed[key] = kept["miou"], "reused"
+                    detail["class_iou"][mode][name] = kept.get("class_iou")  # stages kept before these were recorded: None
+                    detail["seg_losses"][mode][name] = kept.get("epoch_losses")
                     continue
                 with stage(key):
                     set_seed(seed, reproducible=True)
@@ -421,15 +431,22 @@ def segmentation_scores(backbone: VisionTransformer, roots: dict[str, Path], pre
                                           seed=seed, num_workers=preset.num_workers,
                                           thermal_scaling=preset.thermal_scaling)
                     b = backbone_copy(backbone, r.crop, r.drop_path, r.layer_scale)
-                    if mode == "ft": model = upernet(b, k, r.decoder_channels)
-                    else: model = LinearProbe(b, spread_layers(len(b.blocks)), k, norm=r.probe_norm)
-                    fit = train_segmenter(model, dls, r, name, layer_decay=mode == "ft", checkpoint=checkpoint, amp=preset.amp, compile=preset.compile)
-                    scores[mode][name] = evaluate(model, dls.valid, k, r.crop, r.stride)["miou"]
+                    if mode == "ft": model = upernet(b, spec.n_classes, r.decoder_channels)
+                    else: model = LinearProbe(b, spread_layers(len(b.blocks)), spec.n_classes, norm=r.probe_norm)
+                    fit = train_segmenter(model, dls, r, name, layer_decay=mode == "ft", checkpoint=checkpoint,
+                                          amp=preset.amp, compile=preset.compile)
+                    result = evaluate(model, dls.valid, spec.n_classes, r.crop, r.stride)
+                scores[mode][name] = result["miou"]
+                detail["class_iou"][mode][name] = {c: None if math.isnan(v) else v  # a class absent from the test set
+                                                   for c, v in zip(spec.classes, result["iou"])}
+                detail["seg_losses"][mode][name] = fit["epoch_losses"]
                 if fit["resumed_from"] is not None: resumed[key] = fit["resumed_from"]
-                atomic_write_text(done, json.dumps(dict(miou=scores[mode][name], **{f: fit[f] for f in ("epochs", "iterations", "resumed_from")})))
+                kept = dict(miou=scores[mode][name], class_iou=detail["class_iou"][mode][name],
+                            **{f: fit[f] for f in ("epochs", "iterations", "resumed_from", "epoch_losses")})
+                atomic_write_text(done, json.dumps(kept))
                 remove_file(checkpoint)
     for mode in scores: scores[mode]["avg"] = sum(scores[mode][n] for n in SEG_SETS) / len(SEG_SETS)
-    return scores, resumed
+    return scores, resumed, detail
 
 # %% ../nbs/10_ablations.ipynb #3e89caf0
 def infmix_composition(mix: InfMixSpec) -> dict:
@@ -484,11 +501,11 @@ def run_ablation(
             backbone, made = distilled_student(teacher, runs, preset, seed, settings.cache_dir, tid)
     config = run_config(ablation, preset, seed, teacher_layer, infmix_sources, s, **given)
     work = Path(settings.cache_dir)/"runs"/stable_hash(dict(config, teacher=tid))
-    scores, resumed = segmentation_scores(backbone, roots, preset, seed, work, stage)
+    scores, resumed, detail = segmentation_scores(backbone, roots, preset, seed, work, stage)
     for i, m in enumerate(made or [], 1):
         if m.get("resumed_from_epoch") is not None:
             resumed["distill" if i == 1 else f"distill_phase{i}"] = m["resumed_from_epoch"]
     return dict(scores, teacher_nmi={int(k): float(v) for k, v in means.items()}, hybrid_layer=hybrid,
                 nmi_layer=picked, student_cached=made is None or (bool(made) and all(m["cached"] for m in made)),
                 distill_losses=[l for m in made or [] for l in m["losses"]], resumed=resumed,
-                **pretraining_record(runs, sdepth))
+                **pretraining_record(runs, sdepth), **detail)

@@ -5,8 +5,8 @@
 # %% auto #0
 __all__ = ['SEG_COLUMNS', 'MODES', 'GROUP_ORDER', 'CLAIMS', 'Records', 'load_records', 'ci95', 'summary_table', 'paired_deltas',
            'study_verdict', 'claim_verdict', 'claims_table', 'detectable_effect', 'plot_deltas', 'plot_miou',
-           'plot_teacher_nmi', 'plot_run_metrics', 'distill_curves', 'plot_distill_losses', 'provenance',
-           'composition_table', 'run_links']
+           'plot_teacher_nmi', 'plot_run_metrics', 'distill_curves', 'plot_distill_losses', 'provenance', 'class_iou',
+           'class_iou_table', 'plot_class_iou', 'plot_seg_losses', 'composition_table', 'run_links']
 
 # %% ../nbs/12_report.ipynb #8ec94cf8
 import html, json, re
@@ -218,6 +218,46 @@ def provenance(record: dict) -> pd.DataFrame:
     rows += [(f"version: {k}", v) for k, v in record.get("versions", {}).items()]
     rows += [(f"stage: {k}", f"{v:.1f} s") for k, v in record.get("stage_times_s", {}).items()]
     return pd.DataFrame(rows, columns=["", "value"]).set_index("")
+
+# %% ../nbs/12_report.ipynb #6e229f51
+def class_iou(records: Records) -> pd.DataFrame:
+    "One row per (run, mode, dataset, class) of the runs that recorded per-class IoU: ablation, seed, IoU (None: class absent)."
+    rows = [dict(run=n, ablation=r["config"]["ablation"]["name"], seed=r["seed"], mode=MODES[m], dataset=d, cls=c, iou=v)
+            for n, r in records.runs.items() for m, sets in (r["metrics"].get("class_iou") or {}).items()
+            for d, classes in sets.items() for c, v in (classes or {}).items()]
+    return pd.DataFrame(rows, columns=["run", "ablation", "seed", "mode", "dataset", "cls", "iou"])
+
+def class_iou_table(records: Records, dataset: str, mode: str = "FT") -> pd.DataFrame:
+    "Rows: ablations (in run order); columns: the classes of `dataset`; cells: mean IoU over seeds, in points."
+    df = class_iou(records)
+    df = df[(df["dataset"] == dataset) & (df["mode"] == mode)]
+    if df.empty: raise ValueError(f"no run recorded per-class IoU of {dataset} under {mode}")
+    table = df.pivot_table(index="ablation", columns="cls", values="iou", aggfunc="mean", sort=False, dropna=False)
+    order = [a for a in dict.fromkeys(records.scores["ablation"]) if a in table.index]
+    return (100 * table.reindex(index=order, columns=list(dict.fromkeys(df["cls"])))).round(1)
+
+def plot_class_iou(records: Records, mode: str = "FT"):
+    "Heat map of every ablation x class of the three sets (mean IoU over seeds, points) under `mode`."
+    sets = [d for d in SEG_COLUMNS if d != "avg" and d in set(class_iou(records)["dataset"])]
+    tables = [class_iou_table(records, d, mode) for d in sets]
+    width, rows = max(t.shape[1] for t in tables), len(tables[0])
+    fig, axs = plt.subplots(len(sets), 1, figsize=(0.5 * width + 3, len(sets) * (0.35 * rows + 1.8)), squeeze=False)
+    for ax, d, t in zip(axs[:, 0], sets, tables):
+        sns.heatmap(t, annot=True, fmt=".0f", vmin=0, vmax=100, cmap="viridis", cbar=False, ax=ax)
+        ax.set(title=f"{d} ({mode})", xlabel="", ylabel="")
+    fig.tight_layout()
+    return fig
+
+def plot_seg_losses(records: Records):
+    "The segmenters' training loss per epoch, per mode (rows) and set (columns), each ablation's mean over seeds."
+    rows = [dict(ablation=r["config"]["ablation"]["name"], seed=r["seed"], mode=MODES[m], dataset=d, epoch=e, loss=l)
+            for r in records.runs.values() for m, sets in (r["metrics"].get("seg_losses") or {}).items()
+            for d, losses in sets.items() for e, l in enumerate(losses or [], start=1)]
+    if not rows: raise ValueError("no run of this study recorded its segmentation losses")
+    grid = sns.relplot(data=pd.DataFrame(rows), x="epoch", y="loss", hue="ablation", row="mode", col="dataset",
+                       kind="line", marker="o", errorbar=None, height=2.4, aspect=1.3, facet_kws=dict(sharey=False))
+    for ax in grid.axes.flat: ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    return grid
 
 # %% ../nbs/12_report.ipynb #d1abf63d
 def composition_table(records: Records) -> pd.DataFrame:
