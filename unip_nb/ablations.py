@@ -365,7 +365,7 @@ def distilled_student(
         with held_lock(path.with_suffix(".lock")):
             checkpoint = path.with_suffix(".partial.pt")
             if i: set_seed(seed, reproducible=True)  # the same draws whether the phase before ran now or was cached
-            ds = build_infmix(ph.mix, progress=False)
+            ds = build_infmix(ph.mix, progress=False, cache_dir=cache_dir, num_proc=preset.num_workers or None)
             student, fit = distill(student, teacher, ds, ph.recipe, ph.terms, preset.img_size, seed, checkpoint=checkpoint,
                                    amp=preset.amp, compile=preset.compile, num_workers=preset.num_workers)
             info = dict(info, losses=fit["losses"], resumed_from_epoch=fit["resumed_from"])

@@ -4,19 +4,19 @@
 
 # %% auto #0
 __all__ = ['INFMIX_MEAN', 'INFMIX_STD', 'InfMixSpec', 'list_images', 'infpre_subsets', 'list_infmix', 'load_image',
-           'build_infmix', 'infmix_meta', 'infmix_transform', 'infmix_torch', 'infmix_variants', 'infmix_summary']
+           'corrupt_images', 'build_infmix', 'infmix_meta', 'infmix_transform', 'infmix_torch', 'infmix_variants',
+           'infmix_summary']
 
 # %% ../nbs/04_infmix.ipynb #8f24b0db
-import json
+import json, os
 from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
 import datasets, pandas as pd
-from fastprogress.fastprogress import progress_bar
 from PIL import Image
 from torchvision import transforms
 from .config import check_thermal_scaling
-from .files import IMAGE_SUFFIXES, is_image_file, read_image
+from .files import IMAGE_SUFFIXES, atomic_write_text, is_image_file, read_image, stable_hash
 from torchvision.transforms import InterpolationMode
 
 # %% ../nbs/04_infmix.ipynb #d89da386
@@ -83,17 +83,51 @@ def load_image(path: str, gray: bool = False, scaling: str = "percentile") -> Im
     im = read_image(path, "RGB", scaling)
     return im.convert("L").convert("RGB") if gray else im
 
-def build_infmix(spec: InfMixSpec, skip_corrupt: bool = False, check: bool = True, progress: bool = True) -> datasets.Dataset:
-    "The mixture as a `datasets.Dataset` with columns path, source, subset; every image decoded once unless `check=False`."
+def _decode_error(row: dict, scaling: str) -> dict:
+    "The error decoding `row`'s image gives, or an empty text."
+    try: load_image(row["path"], scaling=scaling)
+    except ValueError as e: return dict(error=str(e))
+    return dict(error="")
+
+def corrupt_images(
+    paths: list[str],
+    scaling: str,                    # how 16-bit and float images become 8 bits (`to_8bit`)
+    skip_corrupt: bool = False,      # False: an error for the first image that does not decode
+    progress: bool = True,
+    cache_dir: Path | None = None,   # where a check's result is kept, keyed by every file's path, size and time
+    num_proc: int | None = None,     # processes that decode (`datasets.Dataset.map`); None: this one
+) -> list[str]:
+    "The images among `paths` that do not decode; each version of a file is decoded once when `cache_dir` keeps the result."
+    kept = None
+    if cache_dir is not None:
+        versions = [(p, s.st_size, s.st_mtime_ns) for p in paths for s in [os.stat(p)]]
+        kept = Path(cache_dir)/"infmix"/f"{stable_hash([scaling, versions])}.json"
+        if kept.is_file(): errors = json.loads(kept.read_text())
+    if kept is None or not kept.is_file():
+        bars = datasets.are_progress_bars_disabled()
+        if not progress: datasets.disable_progress_bars()
+        try: decoded = datasets.Dataset.from_dict({"path": list(paths)}).map(
+            _decode_error, fn_kwargs=dict(scaling=scaling), num_proc=num_proc, desc="decoding InfMix")
+        finally:
+            if not bars: datasets.enable_progress_bars()
+        errors = [(p, e) for p, e in zip(decoded["path"], decoded["error"]) if e]
+        if kept is not None: atomic_write_text(kept, json.dumps(errors))
+    if errors and not skip_corrupt: raise ValueError(errors[0][1])
+    return [p for p, _ in errors]
+
+def build_infmix(
+    spec: InfMixSpec,
+    skip_corrupt: bool = False,      # leave out the images that do not decode, instead of an error
+    check: bool = True,              # decode every image once (see `corrupt_images`)
+    progress: bool = True,
+    cache_dir: Path | None = None,   # where the check's result is kept
+    num_proc: int | None = None,     # processes that decode
+) -> datasets.Dataset:
+    "The mixture as a `datasets.Dataset` with columns path, source, subset; every image checked to decode unless `check=False`."
     rows = list_infmix(spec)
     if spec.data_ratio != 1.0: rows = rows[::int(1 / spec.data_ratio)]
-    skipped = []
-    if check:
-        for r in (progress_bar(rows, leave=False) if progress else rows):
-            try: load_image(r[0], scaling=spec.thermal_scaling)
-            except ValueError:
-                if not skip_corrupt: raise
-                skipped.append(r[0])
+    paths = [r[0] for r in rows]
+    skipped = corrupt_images(paths, spec.thermal_scaling, skip_corrupt, progress, cache_dir, num_proc) if check else []
     rows = [r for r in rows if r[0] not in set(skipped)]
     meta = dict(spec={k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(spec).items()}, skipped_corrupt=skipped)
     return datasets.Dataset.from_dict({"path": [r[0] for r in rows], "source": [r[1] for r in rows], "subset": [r[2] for r in rows]},
