@@ -108,6 +108,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'unip_nb.distill.check_pair': ('distill.html#check_pair', 'unip_nb/distill.py'),
                                  'unip_nb.distill.distill': ('distill.html#distill', 'unip_nb/distill.py'),
                                  'unip_nb.distill.distill_learner': ('distill.html#distill_learner', 'unip_nb/distill.py'),
+                                 'unip_nb.distill.distilled_heads': ('distill.html#distilled_heads', 'unip_nb/distill.py'),
                                  'unip_nb.distill.feature_loss': ('distill.html#feature_loss', 'unip_nb/distill.py'),
                                  'unip_nb.distill.had_loss': ('distill.html#had_loss', 'unip_nb/distill.py'),
                                  'unip_nb.distill.low_memory_mlps': ('distill.html#low_memory_mlps', 'unip_nb/distill.py'),

@@ -239,7 +239,7 @@ def run_phases(
     phases: list | str | None = None,        # the run's own phases, in place of the row's
 ) -> tuple[Phase, ...]:
     "A run's phases with every field filled: its own, else the row's, else one phase; none if it distils nothing."
-    given = read_phases(phases) if phases is not None else read_phases(ablation.phases)
+    given = read_phases(ablation.phases if phases is None else phases)
     if ablation.backbone == "teacher":
         if given: raise ValueError(f"ablation {ablation.name!r} fine-tunes the teacher itself: "
                                    "it takes no pre-training phases")

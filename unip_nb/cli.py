@@ -77,25 +77,13 @@ def parse_set(items: list[str]) -> dict:
 def _run(args: argparse.Namespace, settings, preset: str, overrides: dict) -> int:
     "`unip-nb run`: one run, under torchrun on every rank; rank 0 says where its record is."
     import torch
-    from unip_nb.ablations import read_phases
-    from unip_nb.distill import parse_target
     from unip_nb.distributed import close_distributed, init_distributed
-    from unip_nb.files import world
-    from unip_nb.study import default_record_path, run_name, run_one
-    from dataclasses import asdict
+    from unip_nb.study import run_one
     if "RANK" in os.environ: init_distributed()
-    plan = args.plan and Path(args.plan).resolve()
-    target = args.target and parse_target(args.target)
-    phases = args.phases and [asdict(ph) for ph in read_phases(args.phases)]
-    name = run_name(args.ablation, args.seed, args.teacher_layer, args.infmix_sources, args.s, target, phases)
-    record = args.record or default_record_path(settings, preset, name, overrides, plan)
     if args.threads: torch.set_num_threads(args.threads)
-    try:
-        rec = run_one(args.ablation, preset, args.seed, settings, record, args.teacher_layer,
-                      args.infmix_sources, args.s, overrides, plan, target, phases)
-        rank, size = world()
+    try: run_one(args.ablation, preset, args.seed, settings, args.record, args.teacher_layer, args.infmix_sources, args.s,
+                 overrides, args.plan and Path(args.plan).resolve(), args.target, args.phases, announce=True)
     finally: close_distributed()
-    if rank == 0: print(f"{name}: complete ({rec['wall_time_s']} s, {size} processes) -> {record}")
     return 0
 
 def _study(args: argparse.Namespace, settings, preset: str, overrides: dict) -> int:

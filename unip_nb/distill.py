@@ -4,9 +4,9 @@
 
 # %% auto #0
 __all__ = ['TERM_KINDS', 'TARGETS', 'LowMemoryMlp', 'low_memory_mlps', 'set_drop_path', 'unip_student', 'had_loss',
-           'feature_loss', 'Term', 'parse_target', 'target_terms', 'resolve_terms', 'student_block_heads',
-           'target_record', 'teacher_layers', 'teacher_targets', 'TeacherTarget', 'DistilledStudent', 'terms_loss',
-           'pretrain_dataloaders', 'distill_learner', 'check_pair', 'distill']
+           'feature_loss', 'Term', 'parse_target', 'target_terms', 'resolve_terms', 'distilled_heads',
+           'student_block_heads', 'target_record', 'teacher_layers', 'teacher_targets', 'TeacherTarget',
+           'DistilledStudent', 'terms_loss', 'pretrain_dataloaders', 'distill_learner', 'check_pair', 'distill']
 
 # %% ../nbs/08_distill.ipynb #6ef6ea6a
 import json, math
@@ -215,13 +215,17 @@ def resolve_terms(
     return tuple(out)
 
 # %% ../nbs/08_distill.ipynb #12cffbeb
+def distilled_heads(term: Term, teacher_heads: int) -> int:
+    "How many teacher heads a resolved attention term distils: its chosen pairs, or every head of its layer."
+    return teacher_heads if term.heads is None else len(term.heads)
+
 def student_block_heads(terms: tuple[Term, ...], teacher_heads: int, student_depth: int) -> dict[int, int]:
     "Heads per student block: the last the teacher's count, a block learning attention as many as its terms distil."
     heads = {student_depth: teacher_heads}
     learnt = {}
     for t in terms:
         if t.kind != "attention": continue
-        n = teacher_heads if t.heads is None else len(t.heads)
+        n = distilled_heads(t, teacher_heads)
         if learnt.setdefault(t.student_layer, n) != n:
             raise ValueError(f"student block {t.student_layer} learns terms of {learnt[t.student_layer]} "
                              f"and {n} heads: a block has one head count")
@@ -314,7 +318,7 @@ def check_pair(teacher: VisionTransformer, student: VisionTransformer, terms: tu
     th, depth = teacher.blocks[0].attn.num_heads, len(student.blocks)
     for t in terms or (Term(layer=len(teacher.blocks), student_layer=depth),):
         if t.kind != "attention": continue
-        n, sh = th if t.heads is None else len(t.heads), student.blocks[t.student_layer - 1].attn.num_heads
+        n, sh = distilled_heads(t, th), student.blocks[t.student_layer - 1].attn.num_heads
         fix = f"last_heads={n}" if t.student_layer == depth else f"block_heads={{{t.student_layer}: {n}}}"
         if n != sh: raise ValueError(f"a term distils {n} teacher heads into block {t.student_layer} of the student, "
                                      f"which has {sh}: build the student with {fix}")

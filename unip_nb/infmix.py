@@ -98,12 +98,12 @@ def corrupt_images(
     num_proc: int | None = None,     # processes that decode (`datasets.Dataset.map`); None: this one
 ) -> list[str]:
     "The images among `paths` that do not decode; each version of a file is decoded once when `cache_dir` keeps the result."
-    kept = None
+    kept, errors = None, None
     if cache_dir is not None:
         versions = [(p, s.st_size, s.st_mtime_ns) for p in paths for s in [os.stat(p)]]
         kept = Path(cache_dir)/"infmix"/f"{stable_hash([scaling, versions])}.json"
         if kept.is_file(): errors = json.loads(kept.read_text())
-    if kept is None or not kept.is_file():
+    if errors is None:
         bars = datasets.are_progress_bars_disabled()
         if not progress: datasets.disable_progress_bars()
         try: decoded = datasets.Dataset.from_dict({"path": list(paths)}).map(

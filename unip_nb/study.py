@@ -296,6 +296,7 @@ def run_one(
     plan: Path | str | None = None,         # the plan file the ablation is a row of; None: the registry
     target: str | int | list | None = None, # in place of the ablation's target: a shorthand or a list of terms
     phases: list | str | None = None,       # in place of the ablation's pre-training phases (`Phase`)
+    announce: bool = False,                 # rank 0 says where the record went, as `unip-nb run` does
 ) -> dict:
     "One run, as the ablation template and `torchrun` run it: every rank computes, rank 0 writes its record."
     overrides, target = parse_overrides(overrides), None if target is None else parse_target(target)
@@ -312,7 +313,10 @@ def run_one(
     config = run_config(abl, p, seed, teacher_layer, infmix_sources, s, overrides, target, phases)
     recorder = RunRecorder(config=config, seed=seed, show=world()[0] == 0)
     metrics = run_ablation(abl, p, seed, settings, teacher_layer, infmix_sources, s, recorder.stage, target, phases)
-    return recorder.save(record_path, metrics)
+    record = recorder.save(record_path, metrics)
+    rank, size = world()
+    if announce and rank == 0: print(f"{name}: complete ({record['wall_time_s']} s, {size} processes) -> {record_path}")
+    return record
 
 # %% ../nbs/11_study.ipynb #b321ffb9
 def list_ablations(preset: str, settings: Settings, plan: Path | str | None = None) -> str:
