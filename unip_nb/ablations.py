@@ -21,10 +21,11 @@ from timm.layers import LayerScale
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 from typing import NamedTuple
-from .config import SOURCES, Preset, PretrainRecipe, Settings, from_fields, override_preset, parse_overrides
+from .config import (SOURCES, Preset, PretrainRecipe, Settings, from_fields, override_preset,
+                            parse_overrides)
 from .attention import create_vit, vit_through
-from .distill import (distill, parse_target, resolve_terms, set_drop_path, student_block_heads, target_record,
-                             target_terms, teacher_layers, unip_student)
+from .distill import (distill, parse_target, resolve_terms, set_drop_path, student_block_heads,
+                             target_record, target_terms, teacher_layers, unip_student)
 from .distributed import from_rank0, rank0_first, rank_batch, train_device
 from .files import atomic_torch_save, atomic_write_text, held_lock, remove_file, stable_hash
 from .infmix import InfMixSpec, build_infmix, infmix_variants
@@ -37,7 +38,8 @@ from .teacher import teacher_for, teacher_key
 # %% ../nbs/10_ablations.ipynb #8ff1a0f0
 def check_infmix_variant(variant: str) -> None:
     "Refuse a name that is not an InfMix variant (see the InfMix notebook)."
-    if not isinstance(variant, str) or not re.fullmatch(r"full|no_gray|no_(infpre|in1k|coco)|without_\w+", variant):
+    known = r"full|no_gray|no_(infpre|in1k|coco)|without_\w+"
+    if not isinstance(variant, str) or not re.fullmatch(known, variant):
         raise ValueError(f"infmix must be full, no_gray, no_<source> or without_<InfPre sub-dataset>, "
                          f"got {variant!r}")
 
@@ -51,7 +53,7 @@ class Ablation:
     infmix: str = "full"         # InfMix variant (see the InfMix notebook)
     backbone: str = "student"    # "student", or "teacher" for the reference row
     overrides: dict = field(default_factory=dict)  # preset fields this row changes (`override_preset`)
-    phases: list = field(default_factory=list)     # its pre-training phases (`Phase`); empty: one of the row's own
+    phases: list = field(default_factory=list)     # pre-training phases (`Phase`); empty: one of its own
     plan: dict = field(default_factory=dict)       # a plan file's own fields (`PLAN_FIELDS`), for the record
 
     def __post_init__(self):
@@ -90,14 +92,15 @@ def _plan_row(row) -> Ablation:
     return Ablation(**{k: v for k, v in row.items() if k in own}, plan=plan)
 
 def _each_subset(row, infpre_subsets: list[str]) -> list:
-    "A row with `each_infpre_subset: true` as a row per InfPre sub-dataset, `{subset}` replaced; else the row."
+    "A row with `each_infpre_subset: true` as one per InfPre sub-dataset, `{subset}` replaced; else the row."
     if not (isinstance(row, dict) and row.get("each_infpre_subset")): return [row]
     rest = {k: v for k, v in row.items() if k != "each_infpre_subset"}
-    return [{k: v.format(subset=s) if isinstance(v, str) else v for k, v in rest.items()} for s in infpre_subsets]
+    fill = lambda v, s: v.format(subset=s) if isinstance(v, str) else v
+    return [{k: fill(v, s) for k, v in rest.items()} for s in infpre_subsets]
 
 def read_plan(
     path: Path,
-    reference: Ablation | None = None,  # the row every other is compared with, put first unless the plan has it
+    reference: Ablation | None = None,  # the row all others are compared with, first unless the plan has it
     infpre_subsets: list[str] = (),     # the InfPre sub-datasets an `each_infpre_subset` row stands for
 ) -> dict[str, Ablation]:
     "The rows of plan file `path` (YAML, `rows:` a list)."
@@ -113,12 +116,13 @@ def read_plan(
         for one in _each_subset(row, infpre_subsets):
             try: a = _plan_row(one)
             except (TypeError, ValueError) as e: raise ValueError(f"plan file {path}, row {i}: {e}") from e
-            if a.name in plan: raise ValueError(f"plan file {path}, row {i}: the name {a.name!r} is used twice")
+            if a.name in plan:
+                raise ValueError(f"plan file {path}, row {i}: the name {a.name!r} is used twice")
             plan[a.name] = a
     return plan if reference is None or reference.name in plan else {reference.name: reference, **plan}
 
 # %% ../nbs/10_ablations.ipynb #123fd8cb
-RUNS_DIR = Path(unip_nb.__file__).resolve().parent.parent/"nbs"/"runs"  # the run templates and the study's plan
+RUNS_DIR = Path(unip_nb.__file__).resolve().parent.parent/"nbs"/"runs"  # the run templates, the study's plan
 REGISTRY_PLAN = RUNS_DIR/"registry.yaml"
 
 def ablation_registry(infpre_subsets: list[str]) -> dict[str, Ablation]:
@@ -179,8 +183,9 @@ def study_roots(preset: Preset, settings: Settings, progress: bool = False) -> d
 def check_infmix_sources(sources) -> None:
     "Refuse `infmix_sources` that are not a non-empty list of names from `SOURCES`."
     if isinstance(sources, str) or not isinstance(sources, (list, tuple)):
-        raise TypeError(f"infmix_sources must be a list of {', '.join(SOURCES)}, got {sources!r} (papermill's -p "
-                        "passes text: give a list with -y, e.g. -y 'infmix_sources: [infpre, coco]')")
+        raise TypeError(f"infmix_sources must be a list of {', '.join(SOURCES)}, got {sources!r} "
+                        "(papermill's -p passes text: give a list with -y, "
+                        "e.g. -y 'infmix_sources: [infpre, coco]')")
     bad = sorted(set(sources) - set(SOURCES))
     if bad: raise ValueError(f"infmix_sources may name {', '.join(SOURCES)}, not {bad}")
     if not sources: raise ValueError(f"infmix_sources is empty: name at least one of {', '.join(SOURCES)}")
@@ -221,13 +226,14 @@ class Phase:
             raise ValueError("a phase distils: its target cannot be 'none'")
 
 def read_phases(phases: list | tuple | str | None) -> tuple[Phase, ...]:
-    "Pre-training phases from `Phase`s, mappings of their fields or the JSON text of a list; None: none given."
+    "Pre-training phases from `Phase`s, mappings of their fields or a list's JSON text; None: none given."
     if phases is None: return ()
     if isinstance(phases, str):
         try: phases = json.loads(phases)
         except json.JSONDecodeError as e:
             raise ValueError(f"phases {phases!r} is not a JSON list of phases: {e}") from e
-    if not isinstance(phases, (list, tuple)): raise ValueError(f"phases must be a list of phases, got {phases!r}")
+    if not isinstance(phases, (list, tuple)):
+        raise ValueError(f"phases must be a list of phases, got {phases!r}")
     return tuple(from_fields(Phase, ph, f"phase {i}") for i, ph in enumerate(phases, 1))
 
 # %% ../nbs/10_ablations.ipynb #2912391b
@@ -238,7 +244,7 @@ def run_phases(
     infmix_sources: list[str] | None = None,
     phases: list | str | None = None,        # the run's own phases, in place of the row's
 ) -> tuple[Phase, ...]:
-    "A run's phases with every field filled: its own, else the row's, else one phase; none if it distils nothing."
+    "A run's phases, every field filled: its own, else the row's, else one; none if it distils nothing."
     given = read_phases(ablation.phases if phases is None else phases)
     if ablation.backbone == "teacher":
         if given: raise ValueError(f"ablation {ablation.name!r} fine-tunes the teacher itself: "
@@ -249,7 +255,8 @@ def run_phases(
     for i, ph in enumerate(given, 1):
         t = target if ph.target is None else ph.target
         if not target_terms(t):
-            raise ValueError(f"phase {i} distils nothing: the run's target is 'none'; give the phase a target")
+            raise ValueError(f"phase {i} distils nothing: the run's target is 'none'; "
+                             "give the phase a target")
         sources = infmix_sources if ph.sources is None else ph.sources
         out.append(Phase(ph.infmix or ablation.infmix, sources, ph.epochs or preset.distill.epochs, t))
     return tuple(out)
@@ -272,7 +279,7 @@ def check_run_parameters(
     infmix_sources: list[str] | None = None,
     s: float = HYBRID_TARGET,          # the NMI of the hybrid pattern
     target: str | int | list = "hybrid",  # the run's distillation target (`run_target`)
-    phases: tuple = (),                   # the run's filled phases (`run_phases`); their targets are checked instead
+    phases: tuple = (),                   # the run's filled phases (`run_phases`): their targets instead
 ) -> None:
     "Refuse, before any stage runs, parameters that do not fit the preset, naming each and what is allowed."
     if isinstance(s, bool) or not isinstance(s, (int, float)) or not (math.isfinite(s) and 0 < s < 1):
@@ -299,8 +306,10 @@ def check_run_parameters(
         except (IndexError, ValueError) as e: raise type(e)(f"phase {i}: {e}" if phases else str(e)) from e
     block_heads = student_block_heads(terms, heads, sdepth)
     with torch.device("meta"):
-        try: unip_student(preset.student_arch, preset.img_size, block_heads.pop(sdepth), block_heads=block_heads)
-        except ValueError as e: raise ValueError(f"preset {preset.name!r}: {e}, the teacher heads it learns") from e
+        try: unip_student(preset.student_arch, preset.img_size, block_heads.pop(sdepth),
+                          block_heads=block_heads)
+        except ValueError as e:
+            raise ValueError(f"preset {preset.name!r}: {e}, the teacher heads it learns") from e
     if infmix_sources is not None: check_infmix_sources(infmix_sources)
 
 # %% ../nbs/10_ablations.ipynb #833a2fc7
@@ -330,7 +339,7 @@ def choose_hybrid_layer(preset: Preset, layer_nmi: pd.DataFrame, s: float = HYBR
     return (picked if preset.hybrid_layer == "nmi" else preset.hybrid_layer), picked
 
 def student_info(phase: PhaseRun, preset: Preset, seed: int, tid: str) -> dict:
-    "What makes a distilled student (its cache key is the hash): teacher, the phase's terms, InfMix, recipe, seed."
+    "What makes a distilled student (hashed: its cache key): teacher, phase terms, InfMix, recipe, seed."
     return dict(teacher=tid, target=target_record(phase.terms, student_depth(preset)),
                 infmix={k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(phase.mix).items()},
                 recipe=asdict(phase.recipe), student=preset.student_arch, img_size=preset.img_size, seed=seed,
@@ -344,7 +353,7 @@ def distilled_student(
     cache_dir: Path,
     tid: str,                          # `teacher_id`
 ) -> tuple[VisionTransformer, list[dict]]:
-    "The UNIP student pre-trained by `phases`, each cached or distilled now (resuming a killed one); what made each."
+    "The UNIP student pre-trained by `phases`, each cached or distilled now (or resumed); what made each."
     heads, depth = teacher.blocks[0].attn.num_heads, student_depth(preset)
     block_heads = student_block_heads([t for ph in phases for t in ph.terms], heads, depth)
     set_seed(seed, reproducible=True)
@@ -364,10 +373,12 @@ def distilled_student(
             continue
         with held_lock(path.with_suffix(".lock")):
             checkpoint = path.with_suffix(".partial.pt")
-            if i: set_seed(seed, reproducible=True)  # the same draws whether the phase before ran now or was cached
-            ds = build_infmix(ph.mix, progress=False, cache_dir=cache_dir, num_proc=preset.num_workers or None)
-            student, fit = distill(student, teacher, ds, ph.recipe, ph.terms, preset.img_size, seed, checkpoint=checkpoint,
-                                   amp=preset.amp, compile=preset.compile, num_workers=preset.num_workers)
+            if i: set_seed(seed, reproducible=True)  # the same draws, the phase before run or cached
+            ds = build_infmix(ph.mix, progress=False, cache_dir=cache_dir,
+                              num_proc=preset.num_workers or None)
+            student, fit = distill(student, teacher, ds, ph.recipe, ph.terms, preset.img_size, seed,
+                                   checkpoint=checkpoint, amp=preset.amp, compile=preset.compile,
+                                   num_workers=preset.num_workers)
             info = dict(info, losses=fit["losses"], resumed_from_epoch=fit["resumed_from"])
             atomic_write_text(path.with_suffix(".json"), json.dumps(info, indent=2, default=str))
             atomic_torch_save(student.state_dict(), path)
@@ -410,7 +421,7 @@ def segmentation_scores(
     work: Path,                        # where each finished (mode, set) stage is kept
     stage=_untimed,
 ) -> tuple[dict, dict, dict]:
-    "Fine-tuning and probing mIoU of `backbone` on the three sets and their averages; what was reused; per-class IoU and losses."
+    "FT and LP mIoU of `backbone` on the three sets and on average; what was reused; class IoU and losses."
     r, scores, resumed = preset.seg, {"ft": {}, "lp": {}}, {}
     detail = dict(class_iou={"ft": {}, "lp": {}}, seg_losses={"ft": {}, "lp": {}})
     with held_lock(work/"lock"):
@@ -422,7 +433,7 @@ def segmentation_scores(
                 if done.is_file():
                     kept = json.loads(done.read_text())
                     scores[mode][name], resumed[key] = kept["miou"], "reused"
-                    detail["class_iou"][mode][name] = kept.get("class_iou")  # stages kept before these were recorded: None
+                    detail["class_iou"][mode][name] = kept.get("class_iou")  # None: kept before recorded
                     detail["seg_losses"][mode][name] = kept.get("epoch_losses")
                     continue
                 with stage(key):
@@ -432,13 +443,16 @@ def segmentation_scores(
                                           thermal_scaling=preset.thermal_scaling)
                     b = backbone_copy(backbone, r.crop, r.drop_path, r.layer_scale)
                     if mode == "ft": model = upernet(b, spec.n_classes, r.decoder_channels)
-                    else: model = LinearProbe(b, spread_layers(len(b.blocks)), spec.n_classes, norm=r.probe_norm)
-                    fit = train_segmenter(model, dls, r, name, layer_decay=mode == "ft", checkpoint=checkpoint,
-                                          amp=preset.amp, compile=preset.compile)
+                    else:
+                        layers = spread_layers(len(b.blocks))
+                        model = LinearProbe(b, layers, spec.n_classes, norm=r.probe_norm)
+                    fit = train_segmenter(model, dls, r, name, layer_decay=mode == "ft",
+                                          checkpoint=checkpoint, amp=preset.amp, compile=preset.compile)
                     result = evaluate(model, dls.valid, spec.n_classes, r.crop, r.stride)
                 scores[mode][name] = result["miou"]
-                detail["class_iou"][mode][name] = {c: None if math.isnan(v) else v  # a class absent from the test set
-                                                   for c, v in zip(spec.classes, result["iou"])}
+                ious = zip(spec.classes, result["iou"])
+                absent = lambda v: None if math.isnan(v) else v  # a class not in the test set has no IoU
+                detail["class_iou"][mode][name] = {c: absent(v) for c, v in ious}
                 detail["seg_losses"][mode][name] = fit["epoch_losses"]
                 if fit["resumed_from"] is not None: resumed[key] = fit["resumed_from"]
                 kept = dict(miou=scores[mode][name], class_iou=detail["class_iou"][mode][name],
@@ -459,7 +473,8 @@ def pretraining_record(phases: list[PhaseRun], student_depth: int) -> dict:
     if not phases: return dict(target=None, infmix=None)
     records = [(r := target_record(ph.terms, student_depth)) and list(r) for ph in phases]
     if len(phases) == 1: return dict(target=records[0], infmix=infmix_composition(phases[0].mix))
-    infmix = {f"phase{i}.{k}": v for i, ph in enumerate(phases, 1) for k, v in infmix_composition(ph.mix).items()}
+    compositions = [infmix_composition(ph.mix) for ph in phases]
+    infmix = {f"phase{i}.{k}": v for i, c in enumerate(compositions, 1) for k, v in c.items()}
     each = [dict(target=t, epochs=ph.recipe.epochs) for t, ph in zip(records, phases)]
     return dict(target=records, infmix=infmix, phases=each)
 
@@ -489,8 +504,9 @@ def run_ablation(
     if hybrid != picked: print(f"preset {preset.name!r} distils its fixed hybrid layer {hybrid}; "
                                f"the NMI rule (s = {s}) picks layer {picked}")
     sdepth, heads = student_depth(preset), teacher.blocks[0].attn.num_heads
-    runs = [PhaseRun(resolve_terms(target_terms(ph.target), len(teacher.blocks), heads, sdepth, hybrid, nmi, s),
-                     infmix_spec(roots, ph.infmix, ph.sources, preset.thermal_scaling),
+    depth = len(teacher.blocks)
+    terms = lambda ph: resolve_terms(target_terms(ph.target), depth, heads, sdepth, hybrid, nmi, s)
+    runs = [PhaseRun(terms(ph), infmix_spec(roots, ph.infmix, ph.sources, preset.thermal_scaling),
                      replace(preset.distill, epochs=ph.epochs)) for ph in filled]
     tid = teacher_id(preset, settings)
     if ablation.backbone == "teacher": backbone, made = teacher, None
@@ -505,7 +521,8 @@ def run_ablation(
     for i, m in enumerate(made or [], 1):
         if m.get("resumed_from_epoch") is not None:
             resumed["distill" if i == 1 else f"distill_phase{i}"] = m["resumed_from_epoch"]
+    cached = made is None or (bool(made) and all(m["cached"] for m in made))  # None: the teacher row
     return dict(scores, teacher_nmi={int(k): float(v) for k, v in means.items()}, hybrid_layer=hybrid,
-                nmi_layer=picked, student_cached=made is None or (bool(made) and all(m["cached"] for m in made)),
+                nmi_layer=picked, student_cached=cached,
                 distill_losses=[l for m in made or [] for l in m["losses"]], resumed=resumed,
                 **pretraining_record(runs, sdepth), **detail)

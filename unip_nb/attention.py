@@ -58,7 +58,7 @@ def iter_block_outputs(
     logit_layers: Iterable[int],     # blocks whose q·kᵀ is wanted
     token_layers: Iterable[int] = (),  # blocks whose output tokens are wanted
 ) -> Iterator[tuple[str, int, Tensor]]:
-    "Yield `(\"logits\", layer, q·kᵀ)` and `(\"tokens\", layer, output)`, running blocks 1..the deepest only."
+    "Yield `(\"logits\", layer, q·kᵀ)` and `(\"tokens\", layer, output)`, running blocks 1..the deepest."
     logit_layers, token_layers = set(logit_layers), set(token_layers)
     deepest = check_layers(model, logit_layers | token_layers)[-1]
     h = vit_tokens(model, x)

@@ -257,7 +257,7 @@ SOURCES = ("infpre", "in1k", "coco")  # the pre-training sources of InfMix
 
 # %% ../nbs/00_config.ipynb #7c625fdf
 def hide_known_warnings() -> None:
-    "Silence the `FutureWarning` torch gives when fastai's import calls `torch.jit.script`; every other warning stays."
+    "Silence the `FutureWarning` of fastai's import calling `torch.jit.script`; every other warning stays."
     warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
 
 # %% ../nbs/00_config.ipynb #7a707dc3

@@ -79,13 +79,14 @@ def unip_student(
     drop_path: float = 0.1,                 # stochastic depth of every block
     block_heads: dict[int, int] | None = None,  # heads of other (1-based) blocks that learn attention
 ) -> VisionTransformer:
-    "The official UNIP student as a timm ViT: distilled blocks with their head counts, MAE's init, fixed sin-cos positions."
+    "The official UNIP student as a timm ViT: distilled heads, MAE's init, fixed sin-cos positions."
     vit = create_vit(arch, img_size)
     depth, dim = len(vit.blocks), vit.embed_dim
     heads = dict(block_heads or {})
     if depth in heads: raise ValueError(f"block {depth} is the last block: give its heads as last_heads")
     for i, n in sorted({**heads, depth: last_heads}.items()):
-        if not 1 <= i <= depth: raise ValueError(f"block_heads names block {i}, outside the student's 1..{depth}")
+        if not 1 <= i <= depth:
+            raise ValueError(f"block_heads names block {i}, outside the student's 1..{depth}")
         name = f"last_heads={n}" if i == depth else f"{n} heads (block {i})"
         if dim % n: raise ValueError(f"student width {dim} is not divisible by {name}")
         old = vit.blocks[i - 1]
@@ -100,7 +101,8 @@ def had_loss(student_logits: Tensor, teacher_logits: Tensor, loss_type: str = "K
     "Hybrid-attention distillation loss over keys: summed over keys, averaged over batch, heads and queries."
     if student_logits.shape != teacher_logits.shape:
         raise ValueError(f"student logits {tuple(student_logits.shape)} and teacher logits {tuple(teacher_logits.shape)} differ: "
-                         "the student's block needs as many heads as the term distils, and the teacher's token count")
+                         "the student's block needs as many heads as the term distils, "
+                         "and the teacher's token count")
     s, t = F.log_softmax(student_logits.float(), -1), F.log_softmax(teacher_logits.float(), -1)
     if loss_type == "KL": per_query = F.kl_div(s, t, reduction="none", log_target=True).sum(-1)
     elif loss_type == "CE": per_query = -(t.exp() * s).sum(-1)
@@ -118,11 +120,11 @@ def _whole(v) -> bool: return isinstance(v, int) and not isinstance(v, bool) and
 
 @dataclass(frozen=True)
 class Term:
-    "One distillation term: student block `student_layer` learns a teacher layer's attention logits or tokens."
-    kind: str = "attention"           # "attention" (HAD: KL on q·k logits) or "feature" (smooth-L1 on tokens)
-    layer: int | str | None = None    # a teacher layer (1-based), "hybrid" or "last"; None: "hybrid" (or `heads`)
+    "One distillation term: student block `student_layer` learns a teacher layer's logits or tokens."
+    kind: str = "attention"           # "attention" (HAD: KL on q·k logits) or "feature" (smooth-L1)
+    layer: int | str | None = None    # a teacher layer (from 1), "hybrid", "last"; None: "hybrid" or `heads`
     student_layer: int | None = None  # the student block that learns it (1-based); None: the last
-    heads: tuple | str | None = None  # None: every head of `layer`; [[layer, head], ...] of the teacher; or "nmi"
+    heads: tuple | str | None = None  # None: every head of `layer`; [[layer, head], ...]; or "nmi"
     weight: float = 1.0               # the term's weight in the summed loss
 
     def __post_init__(self):
@@ -130,7 +132,8 @@ class Term:
         if self.kind not in TERM_KINDS:
             raise ValueError(f"kind must be one of {', '.join(TERM_KINDS)}, got {self.kind!r}")
         if not (self.layer in (None, "hybrid", "last") or _whole(self.layer)):
-            raise ValueError(f"layer must be a teacher layer number (from 1), 'hybrid' or 'last', got {self.layer!r}")
+            raise ValueError(f"layer must be a teacher layer number (from 1), 'hybrid' or 'last', "
+                             f"got {self.layer!r}")
         if not (self.student_layer is None or _whole(self.student_layer)):
             raise ValueError(f"student_layer must be a student block number (from 1) or None, "
                              f"got {self.student_layer!r}")
@@ -138,7 +141,8 @@ class Term:
         if isinstance(w, bool) or not isinstance(w, (int, float)) or not (math.isfinite(w) and w > 0):
             raise ValueError(f"weight must be a positive number, got {w!r}")
         if self.heads not in (None, "nmi"):
-            pair = lambda h: isinstance(h, (list, tuple)) and len(h) == 2 and _whole(h[0]) and _whole(h[1] + 1)
+            head = lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0
+            pair = lambda h: isinstance(h, (list, tuple)) and len(h) == 2 and _whole(h[0]) and head(h[1])
             if not isinstance(self.heads, (list, tuple)) or not self.heads or not all(map(pair, self.heads)):
                 raise ValueError(f"heads must be None, 'nmi' or a list of [layer, head] pairs "
                                  f"(layer from 1, head from 0), got {self.heads!r}")
@@ -154,11 +158,12 @@ class Term:
 TARGETS = ("hybrid", "last", "feature", "none")  # the shorthands, one term each (`none`: no term)
 
 def parse_target(target: str | int | list) -> str | int | list:
-    "A target as a command line passes it: a layer number's text as the number, JSON text of terms as the list."
+    "A target as a command line passes it: a layer number's text as a number, JSON text of terms as a list."
     if isinstance(target, str) and target.isdigit(): return int(target)
     if not (isinstance(target, str) and target.lstrip().startswith("[")): return target
     try: return json.loads(target)
-    except json.JSONDecodeError as e: raise ValueError(f"target {target!r} is not a JSON list of terms: {e}") from e
+    except json.JSONDecodeError as e:
+        raise ValueError(f"target {target!r} is not a JSON list of terms: {e}") from e
 
 def target_terms(target: str | int | list | tuple) -> tuple[Term, ...]:
     "The terms of a target: a shorthand (`TARGETS`, a teacher layer) or a list of `Term`s or of their fields."
@@ -170,7 +175,9 @@ def target_terms(target: str | int | list | tuple) -> tuple[Term, ...]:
     if target not in TARGETS:
         raise ValueError(f"unknown distillation target {target!r}; "
                          f"choose one of {', '.join(TARGETS)}, a layer number or a list of terms")
-    shorthands = dict(hybrid=(Term(layer="hybrid"),), last=(Term(layer="last"),), feature=(Term("feature", "hybrid"),))
+    shorthands = dict(hybrid=(Term(layer="hybrid"),),
+                      last=(Term(layer="last"),),
+                      feature=(Term("feature", "hybrid"),))
     return shorthands.get(target, ())
 
 # %% ../nbs/08_distill.ipynb #dc55fa1f
@@ -190,7 +197,7 @@ def resolve_terms(
     layer_nmi: pd.DataFrame | None = None,  # the teacher's `layerwise_nmi`, for "nmi" heads
     s: float = HYBRID_TARGET,               # the NMI "nmi" heads are closest to
 ) -> tuple[Term, ...]:
-    "`terms` with each teacher layer, student block and head a number; an error naming what teacher or student lacks."
+    "`terms` with every teacher layer, student block and head a number; an error naming what is missing."
     out = []
     for t in terms:
         k = student_depth if t.student_layer is None else t.student_layer
@@ -210,7 +217,8 @@ def resolve_terms(
         for l, h in heads or ():
             _teacher_layer(l, teacher_depth)
             if h >= teacher_heads:
-                raise IndexError(f"teacher head {h} of layer {l} out of range: heads are 0..{teacher_heads - 1}")
+                raise IndexError(f"teacher head {h} of layer {l} out of range: "
+                                 f"heads are 0..{teacher_heads - 1}")
         out.append(Term(t.kind, layer, k, heads, float(t.weight)))
     return tuple(out)
 
@@ -220,7 +228,7 @@ def distilled_heads(term: Term, teacher_heads: int) -> int:
     return teacher_heads if term.heads is None else len(term.heads)
 
 def student_block_heads(terms: tuple[Term, ...], teacher_heads: int, student_depth: int) -> dict[int, int]:
-    "Heads per student block: the last the teacher's count, a block learning attention as many as its terms distil."
+    "Heads per student block: the teacher's in the last; in one learning attention, what its terms distil."
     heads = {student_depth: teacher_heads}
     learnt = {}
     for t in terms:
@@ -233,10 +241,11 @@ def student_block_heads(terms: tuple[Term, ...], teacher_heads: int, student_dep
 
 # %% ../nbs/08_distill.ipynb #8461438f
 def target_record(terms: tuple[Term, ...], student_depth: int) -> tuple[str, int] | list[dict] | None:
-    "What records and cache keys keep of resolved `terms`: a shorthand's `(kind, layer)`, else each term's fields."
+    "What records and cache keys keep of `terms`: a shorthand's `(kind, layer)`, else each term's fields."
     if not terms: return None
     t = terms[0]
-    if len(terms) == 1 and (t.student_layer, t.heads, t.weight) == (student_depth, None, 1.0): return t.kind, t.layer
+    if len(terms) == 1 and (t.student_layer, t.heads, t.weight) == (student_depth, None, 1.0):
+        return t.kind, t.layer
     return [dict(asdict(t), heads=t.heads and [list(h) for h in t.heads]) for t in terms]
 
 # %% ../nbs/08_distill.ipynb #de5b8333
@@ -252,7 +261,7 @@ def teacher_targets(teacher: VisionTransformer, x: Tensor, terms: tuple[Term, ..
     def one(t: Term) -> Tensor:
         if t.kind == "feature": return got["tokens", t.layer]
         if t.heads is None: return got["logits", t.layer]
-        return torch.stack([got["logits", l][:, h] for l, h in t.heads], 1)  # the chosen heads, in the term's order
+        return torch.stack([got["logits", l][:, h] for l, h in t.heads], 1)  # the chosen heads, in order
     return tuple(one(t) for t in terms)
 
 class TeacherTarget(Callback):
@@ -266,11 +275,12 @@ class TeacherTarget(Callback):
 
 # %% ../nbs/08_distill.ipynb #0704d1f0
 class DistilledStudent(nn.Module):
-    "The student under distillation: per term, its block's logits or normed tokens projected to the teacher's width."
+    "The student under distillation: per term, its block's logits or normed tokens at the teacher's width."
     def __init__(self, vit: VisionTransformer, terms: tuple[Term, ...], teacher_dim: int):
         super().__init__()
         self.vit, self.terms = vit, terms
-        self.projs = nn.ModuleList([nn.Linear(vit.embed_dim, teacher_dim) for t in terms if t.kind == "feature"])
+        features = [t for t in terms if t.kind == "feature"]
+        self.projs = nn.ModuleList([nn.Linear(vit.embed_dim, teacher_dim) for _ in features])
     def forward(self, x: Tensor) -> tuple[Tensor, ...]:
         logit_layers = [t.student_layer for t in self.terms if t.kind == "attention"]
         token_layers = [t.student_layer for t in self.terms if t.kind == "feature"]
@@ -281,8 +291,9 @@ class DistilledStudent(nn.Module):
 
 # %% ../nbs/08_distill.ipynb #e125d2b4
 def terms_loss(terms: tuple[Term, ...], preds: tuple[Tensor, ...], *targets: Tensor) -> Tensor:
-    "The distillation loss: each term's `had_loss` (attention) or `feature_loss` (feature), times its weight, summed."
-    losses = [(had_loss if t.kind == "attention" else feature_loss)(p, y) for t, p, y in zip(terms, preds, targets)]
+    "The distillation loss: each term's `had_loss` or `feature_loss`, times its weight, summed."
+    loss = lambda t: had_loss if t.kind == "attention" else feature_loss
+    losses = [loss(t)(p, y) for t, p, y in zip(terms, preds, targets)]
     return sum(t.weight * loss for t, loss in zip(terms, losses))
 
 # %% ../nbs/08_distill.ipynb #3440b0df
@@ -303,7 +314,7 @@ def distill_learner(
     dls: DataLoaders,
     recipe: PretrainRecipe,
 ) -> Learner:
-    "A fastai Learner distilling `teacher` into `student` by its terms, with the official optimiser and schedule."
+    "A fastai Learner distilling `teacher` into `student` by its terms, with the official recipe."
     groups = param_groups(student, recipe.weight_decay)
     lr = official_lr(recipe.blr, recipe.batch_size)
     schedule = warmup_cosine(group_lrs(groups, lr), recipe.warmup_epochs / recipe.epochs)
@@ -313,15 +324,20 @@ def distill_learner(
                    splitter=lambda m: param_groups(m, recipe.weight_decay), cbs=cbs)
 
 # %% ../nbs/08_distill.ipynb #de17d7b0
-def check_pair(teacher: VisionTransformer, student: VisionTransformer, terms: tuple[Term, ...] | None = None) -> None:
+def check_pair(
+    teacher: VisionTransformer,
+    student: VisionTransformer,
+    terms: tuple[Term, ...] | None = None,  # None: every teacher head into the last block
+) -> None:
     "Refuse a teacher and student whose outputs cannot match: each attention term's heads, the token count."
     th, depth = teacher.blocks[0].attn.num_heads, len(student.blocks)
     for t in terms or (Term(layer=len(teacher.blocks), student_layer=depth),):
         if t.kind != "attention": continue
         n, sh = distilled_heads(t, th), student.blocks[t.student_layer - 1].attn.num_heads
         fix = f"last_heads={n}" if t.student_layer == depth else f"block_heads={{{t.student_layer}: {n}}}"
-        if n != sh: raise ValueError(f"a term distils {n} teacher heads into block {t.student_layer} of the student, "
-                                     f"which has {sh}: build the student with {fix}")
+        if n != sh:
+            raise ValueError(f"a term distils {n} teacher heads into block {t.student_layer} of the student, "
+                             f"which has {sh}: build the student with {fix}")
     tn, sn = teacher.patch_embed.num_patches + teacher.num_prefix_tokens, student.patch_embed.num_patches + student.num_prefix_tokens
     if tn != sn: raise ValueError(f"teacher sees {tn} tokens and the student {sn}: use the same patch size, resolution and prefix tokens")
 
@@ -339,7 +355,7 @@ def distill(
     compile: bool = False,
     num_workers: int = 0,              # loading processes
 ) -> tuple[VisionTransformer, dict]:
-    "Distil `teacher` into `student` by `terms` on InfMix `ds`; the student, its epoch losses and the epoch resumed at."
+    "Distil `teacher` into `student` by `terms` on InfMix `ds`; the student, epoch losses, epoch resumed at."
     check_pair(teacher, student, terms)
     module = DistilledStudent(student, terms, teacher.embed_dim)
     dls = pretrain_dataloaders(ds, size, split_batch(recipe), seed, num_workers)

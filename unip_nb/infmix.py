@@ -94,10 +94,10 @@ def corrupt_images(
     scaling: str,                    # how 16-bit and float images become 8 bits (`to_8bit`)
     skip_corrupt: bool = False,      # False: an error for the first image that does not decode
     progress: bool = True,
-    cache_dir: Path | None = None,   # where a check's result is kept, keyed by every file's path, size and time
+    cache_dir: Path | None = None,   # where a check's result is kept, keyed by each file's path, size, time
     num_proc: int | None = None,     # processes that decode (`datasets.Dataset.map`); None: this one
 ) -> list[str]:
-    "The images among `paths` that do not decode; each version of a file is decoded once when `cache_dir` keeps the result."
+    "The images among `paths` that do not decode; with `cache_dir`, each version of a file is decoded once."
     kept, errors = None, None
     if cache_dir is not None:
         versions = [(p, s.st_size, s.st_mtime_ns) for p in paths for s in [os.stat(p)]]
@@ -123,11 +123,13 @@ def build_infmix(
     cache_dir: Path | None = None,   # where the check's result is kept
     num_proc: int | None = None,     # processes that decode
 ) -> datasets.Dataset:
-    "The mixture as a `datasets.Dataset` with columns path, source, subset; every image checked to decode unless `check=False`."
+    "The mixture as a `datasets.Dataset` of path, source and subset; each image checked to decode if `check`."
     rows = list_infmix(spec)
     if spec.data_ratio != 1.0: rows = rows[::int(1 / spec.data_ratio)]
     paths = [r[0] for r in rows]
-    skipped = corrupt_images(paths, spec.thermal_scaling, skip_corrupt, progress, cache_dir, num_proc) if check else []
+    skipped = []
+    if check:
+        skipped = corrupt_images(paths, spec.thermal_scaling, skip_corrupt, progress, cache_dir, num_proc)
     rows = [r for r in rows if r[0] not in set(skipped)]
     meta = dict(spec={k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(spec).items()}, skipped_corrupt=skipped)
     return datasets.Dataset.from_dict({"path": [r[0] for r in rows], "source": [r[1] for r in rows], "subset": [r[2] for r in rows]},

@@ -109,13 +109,19 @@ def classify_pattern(nmi, bands: tuple = PATTERN_BANDS):
     return labels.item() if labels.ndim == 0 else labels
 
 # %% ../nbs/02_nmi.ipynb #dba5af90
-def select_hybrid_heads(layer_nmi: pd.DataFrame, n: int, s: float = HYBRID_TARGET) -> tuple[tuple[int, int], ...]:
+def select_hybrid_heads(
+    layer_nmi: pd.DataFrame,  # a `layerwise_nmi` table
+    n: int,                   # how many heads
+    s: float = HYBRID_TARGET,
+) -> tuple[tuple[int, int], ...]:
     "The `n` `(layer, head)` pairs of a `layerwise_nmi` table whose NMI is closest to `s`, in layer order."
     layer_means(layer_nmi)  # the table's columns
     if "head" not in layer_nmi.columns: raise ValueError("picking heads needs the table's 'head' column")
-    if not 1 <= n <= len(layer_nmi): raise ValueError(f"cannot pick {n} heads from a table of {len(layer_nmi)}")
+    if not 1 <= n <= len(layer_nmi):
+        raise ValueError(f"cannot pick {n} heads from a table of {len(layer_nmi)}")
     _refuse_broken(layer_nmi, "hybrid head")
-    ranked = layer_nmi.assign(gap=(layer_nmi["nmi"] - s).abs()).sort_values(["gap", "layer", "head"], kind="stable")
+    gaps = layer_nmi.assign(gap=(layer_nmi["nmi"] - s).abs())
+    ranked = gaps.sort_values(["gap", "layer", "head"], kind="stable")
     return tuple(sorted((int(l), int(h)) for l, h in ranked[["layer", "head"]].head(n).to_numpy()))
 
 # %% ../nbs/02_nmi.ipynb #74740cb6

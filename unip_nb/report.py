@@ -154,14 +154,15 @@ def detectable_effect(deltas: pd.DataFrame, dataset: str = "avg") -> pd.DataFram
 
 # %% ../nbs/12_report.ipynb #1ca6fb3e
 def _interval_bars(table: pd.DataFrame, datasets: tuple, xlabel: str):
-    "Horizontal bars of `table`'s `mean` (points) with its 95% `ci`, per ablation, one panel per dataset, FT and LP side by side."
+    "Bars of `table`'s `mean` (points) and 95% `ci` per ablation, a panel per dataset, FT beside LP."
     abls = list(dict.fromkeys(table["ablation"]))
     fig, axs = plt.subplots(1, len(datasets), figsize=(3.2 * len(datasets), 0.45 * len(abls) + 1.5), sharey=True, squeeze=False)
     colours = dict(zip(MODES.values(), sns.color_palette("deep", 2)))
     y = np.arange(len(abls))
     for ax, ds in zip(axs[0], datasets):
         for k, (mode, c) in enumerate(colours.items()):
-            sub = table[(table["dataset"] == ds) & (table["mode"] == mode)].set_index("ablation").reindex(abls)
+            sub = table[(table["dataset"] == ds) & (table["mode"] == mode)]
+            sub = sub.set_index("ablation").reindex(abls)
             ax.barh(y + (k - 0.5) * 0.4, 100 * sub["mean"], height=0.4, color=c, label=mode,
                     xerr=100 * sub["ci"].fillna(0), error_kw=dict(lw=1, capsize=2))
         ax.axvline(0, color="0.3", lw=1)
@@ -177,7 +178,8 @@ def plot_deltas(deltas: pd.DataFrame, datasets: tuple = SEG_COLUMNS):
 
 def plot_miou(scores: pd.DataFrame, datasets: tuple = SEG_COLUMNS):
     "Every ablation's mIoU (points), mean over seeds with its 95% interval, per dataset and mode."
-    return _interval_bars(_mean_ci(scores, "miou", ["ablation", "mode", "dataset"]), datasets, "mIoU (points)")
+    means = _mean_ci(scores, "miou", ["ablation", "mode", "dataset"])
+    return _interval_bars(means, datasets, "mIoU (points)")
 
 def plot_teacher_nmi(metrics: dict, s: float = 0.09, ax=None):
     "The teacher's head-averaged NMI per layer recorded by a run, over the pattern bands, with the selected layer."
@@ -195,21 +197,23 @@ def plot_run_metrics(metrics: dict, title: str = ""):
 def distill_curves(records: Records) -> pd.DataFrame:
     "One row per (run, epoch) of a run that distilled: its ablation, seed and distillation loss."
     rows = [dict(run=n, ablation=r["config"]["ablation"]["name"], seed=r["seed"], epoch=e, loss=l)
-            for n, r in records.runs.items() for e, l in enumerate(r["metrics"].get("distill_losses", []), start=1)]
+            for n, r in records.runs.items()
+            for e, l in enumerate(r["metrics"].get("distill_losses", []), start=1)]
     return pd.DataFrame(rows, columns=["run", "ablation", "seed", "epoch", "loss"])
 
 def plot_distill_losses(records: Records, ax=None):
     "The distillation loss per epoch of each ablation that distilled: mean over seeds and its 95% band."
     curves = distill_curves(records)
     if curves.empty: raise ValueError("no run of this study distilled: no loss to plot")
-    ax = sns.lineplot(data=curves, x="epoch", y="loss", hue="ablation", marker="o", errorbar=("ci", 95), ax=ax)
+    ax = sns.lineplot(data=curves, x="epoch", y="loss", hue="ablation", marker="o", errorbar=("ci", 95),
+                      ax=ax)
     ax.set(title="distillation loss per epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     return ax
 
 # %% ../nbs/12_report.ipynb #0ae4ee83
 def provenance(record: dict) -> pd.DataFrame:
-    "Where a run's numbers came from, as a two-column table: commit, time, machine, library versions, stage wall times."
+    "Where a run's numbers came from, as a table: commit, time, machine, library versions, stage wall times."
     rows = [("commit", f"{record.get('commit')}" + (" (with local changes)" if record.get("dirty") else "")),
             ("finished", record.get("finished")), ("wall time", f"{record.get('wall_time_s')} s"),
             ("device", record.get("device")), ("torch threads", record.get("torch_threads")),
@@ -221,18 +225,20 @@ def provenance(record: dict) -> pd.DataFrame:
 
 # %% ../nbs/12_report.ipynb #6e229f51
 def class_iou(records: Records) -> pd.DataFrame:
-    "One row per (run, mode, dataset, class) of the runs that recorded per-class IoU: ablation, seed, IoU (None: class absent)."
-    rows = [dict(run=n, ablation=r["config"]["ablation"]["name"], seed=r["seed"], mode=MODES[m], dataset=d, cls=c, iou=v)
+    "One row per (run, mode, dataset, class) of the runs that recorded it: ablation, seed, IoU or None."
+    rows = [dict(run=n, ablation=r["config"]["ablation"]["name"], seed=r["seed"], mode=MODES[m], dataset=d,
+                 cls=c, iou=v)
             for n, r in records.runs.items() for m, sets in (r["metrics"].get("class_iou") or {}).items()
             for d, classes in sets.items() for c, v in (classes or {}).items()]
     return pd.DataFrame(rows, columns=["run", "ablation", "seed", "mode", "dataset", "cls", "iou"])
 
 def class_iou_table(records: Records, dataset: str, mode: str = "FT") -> pd.DataFrame:
-    "Rows: ablations (in run order); columns: the classes of `dataset`; cells: mean IoU over seeds, in points."
+    "Rows: ablations (in run order); columns: the classes of `dataset`; cells: mean IoU over seeds (points)."
     df = class_iou(records)
     df = df[(df["dataset"] == dataset) & (df["mode"] == mode)]
     if df.empty: raise ValueError(f"no run recorded per-class IoU of {dataset} under {mode}")
-    table = df.pivot_table(index="ablation", columns="cls", values="iou", aggfunc="mean", sort=False, dropna=False)
+    table = df.pivot_table(index="ablation", columns="cls", values="iou", aggfunc="mean", sort=False,
+                           dropna=False)
     order = [a for a in dict.fromkeys(records.scores["ablation"]) if a in table.index]
     return (100 * table.reindex(index=order, columns=list(dict.fromkeys(df["cls"])))).round(1)
 
@@ -241,7 +247,8 @@ def plot_class_iou(records: Records, mode: str = "FT"):
     sets = [d for d in SEG_COLUMNS if d != "avg" and d in set(class_iou(records)["dataset"])]
     tables = [class_iou_table(records, d, mode) for d in sets]
     width, rows = max(t.shape[1] for t in tables), len(tables[0])
-    fig, axs = plt.subplots(len(sets), 1, figsize=(0.5 * width + 3, len(sets) * (0.35 * rows + 1.8)), squeeze=False)
+    size = (0.5 * width + 3, len(sets) * (0.35 * rows + 1.8))
+    fig, axs = plt.subplots(len(sets), 1, figsize=size, squeeze=False)
     for ax, d, t in zip(axs[:, 0], sets, tables):
         sns.heatmap(t, annot=True, fmt=".0f", vmin=0, vmax=100, cmap="viridis", cbar=False, ax=ax)
         ax.set(title=f"{d} ({mode})", xlabel="", ylabel="")
@@ -249,13 +256,15 @@ def plot_class_iou(records: Records, mode: str = "FT"):
     return fig
 
 def plot_seg_losses(records: Records):
-    "The segmenters' training loss per epoch, per mode (rows) and set (columns), each ablation's mean over seeds."
-    rows = [dict(ablation=r["config"]["ablation"]["name"], seed=r["seed"], mode=MODES[m], dataset=d, epoch=e, loss=l)
+    "The segmenters' training loss per epoch, per mode (rows) and set (columns), each ablation's seed mean."
+    rows = [dict(ablation=r["config"]["ablation"]["name"], seed=r["seed"], mode=MODES[m], dataset=d, epoch=e,
+                 loss=l)
             for r in records.runs.values() for m, sets in (r["metrics"].get("seg_losses") or {}).items()
             for d, losses in sets.items() for e, l in enumerate(losses or [], start=1)]
     if not rows: raise ValueError("no run of this study recorded its segmentation losses")
-    grid = sns.relplot(data=pd.DataFrame(rows), x="epoch", y="loss", hue="ablation", row="mode", col="dataset",
-                       kind="line", marker="o", errorbar=None, height=2.4, aspect=1.3, facet_kws=dict(sharey=False))
+    grid = sns.relplot(data=pd.DataFrame(rows), x="epoch", y="loss", hue="ablation", row="mode",
+                       col="dataset", kind="line", marker="o", errorbar=None, height=2.4, aspect=1.3,
+                       facet_kws=dict(sharey=False))
     for ax in grid.axes.flat: ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     return grid
 

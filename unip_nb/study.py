@@ -19,8 +19,8 @@ from pathlib import Path
 import torch, unip_nb
 from .ablations import (Ablation, ablation_registry, check_run_parameters, get_ablation, run_ablation,
                                read_phases, read_plan, run_config, run_preset, study_roots, RUNS_DIR)
-from .config import (HYBRID_TARGET, PATH_KEYS, STUDY_FOLDERS, Preset, Settings, get_preset, load_settings,
-                            override_preset, parse_overrides)
+from .config import (HYBRID_TARGET, PATH_KEYS, STUDY_FOLDERS, Preset, Settings, get_preset,
+                            load_settings, override_preset, parse_overrides)
 from .distill import parse_target
 from .files import atomic_write_text, held_lock, stable_hash, world
 from .infmix import infpre_subsets
@@ -46,8 +46,8 @@ def library_versions() -> dict:
 def machine() -> dict:
     "What a run ran on: the CPU model, its cores, the OS and the GPU, if any."
     cpuinfo = Path("/proc/cpuinfo")
-    models = [l.split(":", 1)[1].strip() for l in (cpuinfo.read_text().splitlines() if cpuinfo.exists() else [])
-              if l.startswith("model name")]
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    models = [l.split(":", 1)[1].strip() for l in lines if l.startswith("model name")]
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
     return dict(cpu=models[0] if models else platform.processor() or platform.machine(), cores=os.cpu_count(),
                 os=platform.platform(), gpu=gpu)
@@ -74,7 +74,8 @@ class RunRecorder:
 
     def save(self, path: Path, metrics: dict, status: str = "complete") -> dict:
         "Write the record to `path` and return it."
-        rec = dict(status=status, config=self.config, seed=self.seed, **git_commit(), versions=library_versions(), machine=machine(),
+        rec = dict(status=status, config=self.config, seed=self.seed, **git_commit(), versions=library_versions(),
+                   machine=machine(),
                    device=str(torch.device("cuda" if torch.cuda.is_available() else "cpu")), torch_threads=torch.get_num_threads(), world_size=world()[1],
                    finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                    wall_time_s=round(time.perf_counter() - self.started, 3), stage_times_s=self.stages, metrics=metrics)
@@ -138,7 +139,7 @@ def run_name(
     target: str | int | list | None = None,
     phases: list | None = None,
 ) -> str:
-    "A run's folder name: `<ablation>-s<seed>`, then a hash of the parameters that change it, where any is given."
+    "A run's folder name: `<ablation>-s<seed>`, then a hash of the parameters that change it, if any."
     given = dict(teacher_layer=teacher_layer, infmix_sources=infmix_sources, target=target, phases=phases)
     given = {k: v for k, v in given.items() if v is not None}
     given |= {} if s == HYBRID_TARGET else dict(s=s)
@@ -153,14 +154,14 @@ def check_record_path(settings: Settings, record_path: Path | str) -> Path:
     return path
 
 def render_html(ipynb: Path, html: Path) -> Path:
-    "Render an executed notebook to a standalone HTML report `html`: its outputs and prose, figures embedded, no code."
+    "Render an executed notebook to a standalone HTML report `html`: outputs, prose and figures, no code."
     from nbconvert import HTMLExporter
     exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
     body, _ = exporter.from_filename(str(ipynb))
     return atomic_write_text(html, body)
 
 def ipc_kernel_manager() -> type:
-    "A Jupyter kernel manager talking to its kernel over IPC sockets in the temporary folder (no TCP port, no warning)."
+    "A Jupyter kernel manager talking over IPC sockets in the temporary folder (no TCP port, no warning)."
     from jupyter_client.manager import AsyncKernelManager
     class IPCKernelManager(AsyncKernelManager):
         def __init__(self, **kwargs):
@@ -173,8 +174,9 @@ def execute_notebook(template: Path, out: Path, parameters: dict, html: Path) ->
     "Execute `template` with papermill into `out` and render it to `html`; the error, or None when it ran through."
     import papermill as pm
     out.parent.mkdir(parents=True, exist_ok=True)
-    try: pm.execute_notebook(str(template), str(out), parameters=parameters, kernel_name=KERNEL, progress_bar=False,
-                             cwd=str(template.parent), kernel_manager_class=ipc_kernel_manager())
+    try: pm.execute_notebook(str(template), str(out), parameters=parameters, kernel_name=KERNEL,
+                             progress_bar=False, cwd=str(template.parent),
+                             kernel_manager_class=ipc_kernel_manager())
     except Exception as e:
         if out.exists(): render_html(out, html)
         return f"{e.ename}: {e.evalue}" if isinstance(e, pm.PapermillExecutionError) else f"{type(e).__name__}: {e}"
@@ -274,7 +276,7 @@ def _run_study(
         futures = {pool.submit(execute_run, templates["ablation"], out/n, params(n)): n for n in todo}
         for k, f in enumerate(as_completed(futures), start=1):
             results[futures[f]] = rec = f.result()
-            left = (time.perf_counter() - started) / k * (len(futures) - k)  # at the pace so far, jobs included
+            left = (time.perf_counter() - started) / k * (len(futures) - k)  # at the pace so far
             print(f"[{k}/{len(futures)}] {futures[f]}: {rec['status']} ({rec.get('wall_time_s', '-')} s); "
                   f"about {left / 60:.1f} min left", flush=True)
     summary = execute_notebook(templates["summary"], out/"index.ipynb",
@@ -294,7 +296,7 @@ def run_one(
     s: float = HYBRID_TARGET,
     overrides: dict | str | None = None,    # preset fields changed (`override_preset`), after the row's own
     plan: Path | str | None = None,         # the plan file the ablation is a row of; None: the registry
-    target: str | int | list | None = None, # in place of the ablation's target: a shorthand or a list of terms
+    target: str | int | list | None = None, # in place of the ablation's target: a shorthand or terms
     phases: list | str | None = None,       # in place of the ablation's pre-training phases (`Phase`)
     announce: bool = False,                 # rank 0 says where the record went, as `unip-nb run` does
 ) -> dict:
@@ -312,10 +314,12 @@ def run_one(
     p = run_preset(abl, get_preset(preset), overrides)
     config = run_config(abl, p, seed, teacher_layer, infmix_sources, s, overrides, target, phases)
     recorder = RunRecorder(config=config, seed=seed, show=world()[0] == 0)
-    metrics = run_ablation(abl, p, seed, settings, teacher_layer, infmix_sources, s, recorder.stage, target, phases)
+    metrics = run_ablation(abl, p, seed, settings, teacher_layer, infmix_sources, s, recorder.stage, target,
+                           phases)
     record = recorder.save(record_path, metrics)
     rank, size = world()
-    if announce and rank == 0: print(f"{name}: complete ({record['wall_time_s']} s, {size} processes) -> {record_path}")
+    if announce and rank == 0:
+        print(f"{name}: complete ({record['wall_time_s']} s, {size} processes) -> {record_path}")
     return record
 
 # %% ../nbs/11_study.ipynb #b321ffb9
