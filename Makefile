@@ -19,7 +19,7 @@ setup: $(STAMP)
 # the tests run on the CPU even beside a GPU: the resume tests compare metrics to the last digit
 test: setup
 	CUDA_VISIBLE_DEVICES= $(BIN)/nbdev-test --n-workers 1 --do-print
-	CUDA_VISIBLE_DEVICES= $(BIN)/python -m pytest -q
+	CUDA_VISIBLE_DEVICES= $(BIN)/python -m pytest -q -rs
 
 test-gpu: setup
 	$(BIN)/nbdev-test --n-workers 1 --do-print --flags gpu nbs/06_training.ipynb

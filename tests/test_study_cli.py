@@ -1,7 +1,7 @@
 "End-to-end tests of the `unip-nb` command and the papermill run templates (what a notebook cannot hold)."
-import json, os, subprocess, sys
+import base64, io, json, os, re, shutil, subprocess, sys
 from pathlib import Path
-import papermill as pm
+import numpy as np, papermill as pm
 import pytest
 from unip_nb.config import get_preset
 from unip_nb.report import load_records
@@ -52,6 +52,45 @@ def test_summary_html_reads_every_record(smoke_study):
     assert 'href="no_pretrain-s0.html"' in html and (out/"no_pretrain-s0.html").exists()
     ft = load_records(out).first("unip")["metrics"]["ft"]["avg"]
     assert f"{100 * ft:.1f}" in html, "the table shows the recorded number"
+
+def page_figures(page: Path) -> list:
+    "The figures embedded in an HTML report page, decoded."
+    from PIL import Image
+    found = re.findall(r'src="data:image/png;base64,([^"]+)"', page.read_text())
+    return [Image.open(io.BytesIO(base64.b64decode(b))).convert("RGB") for b in found]
+
+def coloured_share(image) -> float:
+    "Share of the pixels of an RGB image that are clearly coloured (not white, grey or black)."
+    hsv = np.asarray(image.convert("HSV"), dtype=np.float32)
+    return float(((hsv[..., 1] > 60) & (hsv[..., 2] > 60)).mean())
+
+def test_run_page_shows_what_the_models_do(smoke_study):
+    "Each run page draws its predictions, attention maps and NMI curves from the arrays its run kept."
+    _, out = smoke_study
+    for run, figures in (("unip-s0", 7), ("no_pretrain-s0", 6), ("teacher-s0", 6)):   # no distillation: no loss curve
+        page = out/f"{run}.html"
+        text = page.read_text()
+        assert "What the models do" in text and "kept no" not in text and "are gone" not in text
+        shown = page_figures(page)
+        assert len(shown) == figures, (run, len(shown))
+        assert all(min(f.size) > 100 and np.asarray(f).std() > 10 for f in shown), "a blank figure"
+    unip = load_records(out).first("unip")["metrics"]
+    assert len(unip["student_nmi"]) == get_preset("smoke").student_arch["depth"]
+    assert load_records(out).first("teacher")["metrics"]["student_nmi"] is None
+
+def test_summary_screenshot(smoke_study, tmp_path):
+    "The summary renders in headless Chromium with its figures (the screenshot is kept as the test's output)."
+    if shutil.which("chromium") is None: pytest.skip("chromium is not installed (apt-get install chromium; .ci/run does)")
+    _, out = smoke_study
+    figures = page_figures(out/"index.html")
+    assert len(figures) >= 6 and all(min(f.size) > 100 and np.asarray(f).std() > 10 for f in figures)
+    shot = tmp_path/"index.png"
+    p = subprocess.run([sys.executable, str(REPO/"benchmarks/report_screenshot.py"), str(out/"index.html"), "--out", str(shot)],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout + p.stderr
+    from PIL import Image
+    image = Image.open(shot).convert("RGB")
+    assert image.size == (1300, 3200) and coloured_share(image) > 0.02, "the page rendered without its figures"
 
 def test_rerun_reuses_complete_records(smoke_study, study_dirs):
     _, out = smoke_study

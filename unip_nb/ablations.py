@@ -4,11 +4,12 @@
 
 # %% auto #0
 __all__ = ['PLAN_FIELDS', 'PLAN_ACTIONS', 'RUNS_DIR', 'REGISTRY_PLAN', 'RUN_VERSION', 'SEG_SETS', 'STUDENT_VERSION',
-           'check_infmix_variant', 'Ablation', 'get_ablation', 'read_plan', 'ablation_registry', 'run_preset',
-           'run_config', 'run_target', 'study_roots', 'check_infmix_sources', 'infmix_spec', 'Phase', 'read_phases',
-           'run_phases', 'PhaseRun', 'student_depth', 'check_run_parameters', 'teacher_id', 'teacher_layer_nmi',
-           'choose_hybrid_layer', 'student_info', 'distilled_student', 'regroup_heads', 'backbone_copy',
-           'segmentation_scores', 'infmix_composition', 'pretraining_record', 'run_ablation']
+           'SHOWN_IMAGES', 'check_infmix_variant', 'Ablation', 'get_ablation', 'read_plan', 'ablation_registry',
+           'run_preset', 'run_config', 'run_target', 'study_roots', 'check_infmix_sources', 'infmix_spec', 'Phase',
+           'read_phases', 'run_phases', 'PhaseRun', 'student_depth', 'check_run_parameters', 'teacher_id',
+           'photo_layer_nmi', 'choose_hybrid_layer', 'student_info', 'distilled_student', 'regroup_heads',
+           'backbone_copy', 'segmentation_scores', 'compared_layers', 'attention_views', 'infmix_composition',
+           'pretraining_record', 'run_ablation']
 
 # %% ../nbs/10_ablations.ipynb #59aac257
 import copy, dataclasses, json, math, re
@@ -30,8 +31,9 @@ from .distributed import from_rank0, rank0_first, rank_batch, train_device
 from .files import atomic_torch_save, atomic_write_text, held_lock, remove_file, stable_hash
 from .infmix import InfMixSpec, build_infmix, infmix_variants
 from .nmi import HYBRID_TARGET, eval_crops, folder_photos, layer_means, layerwise_nmi, select_hybrid_layer
-from .segdata import get_seg_spec, seg_dataloaders
-from .segment import LinearProbe, evaluate, spread_layers, train_segmenter, upernet
+from .segdata import SegDataset, get_seg_spec, seg_dataloaders
+from .segment import (LinearProbe, centre_square, evaluate, predict_items, query_attention, spread_layers,
+                             train_segmenter, upernet)
 from .synthetic import generate_embedded
 from .teacher import teacher_for, teacher_key
 
@@ -327,11 +329,11 @@ def _untimed(name: str):
     yield
 
 # %% ../nbs/10_ablations.ipynb #573fc9b8
-def teacher_layer_nmi(teacher: VisionTransformer, photos_dir: Path, preset: Preset) -> pd.DataFrame:
-    "Layerwise NMI of the teacher on `preset.nmi_images` images drawn across the classes of `photos_dir`."
+def photo_layer_nmi(vit: VisionTransformer, photos_dir: Path, preset: Preset) -> pd.DataFrame:
+    "Layerwise NMI of `vit` on `preset.nmi_images` images drawn across the classes of `photos_dir`."
     photos = folder_photos(photos_dir, preset.nmi_images, seed=preset.data_seed)
     batches = eval_crops(photos, preset.img_size).split(preset.batch_size)
-    return layerwise_nmi(teacher, batches, progress=False)
+    return layerwise_nmi(vit, batches, progress=False)
 
 def choose_hybrid_layer(preset: Preset, layer_nmi: pd.DataFrame, s: float = HYBRID_TARGET) -> tuple[int, int]:
     "The layer `hybrid` and `feature` distil (the rule's or the preset's fixed one), and the NMI rule's pick."
@@ -413,6 +415,8 @@ def backbone_copy(
         blk.ls1, blk.ls2 = LayerScale(new.embed_dim, layer_scale), LayerScale(new.embed_dim, layer_scale)
     return new
 
+SHOWN_IMAGES = 2  # test images per set (the first of its test split) whose predictions a run keeps
+
 def segmentation_scores(
     backbone: VisionTransformer,
     roots: dict[str, Path],
@@ -421,20 +425,23 @@ def segmentation_scores(
     work: Path,                        # where each finished (mode, set) stage is kept
     stage=_untimed,
 ) -> tuple[dict, dict, dict]:
-    "FT and LP mIoU of `backbone` on the three sets and on average; what was reused; class IoU and losses."
+    "FT and LP mIoU of `backbone` on the three sets and on average; what was reused; class IoU, losses, predictions."
     r, scores, resumed = preset.seg, {"ft": {}, "lp": {}}, {}
-    detail = dict(class_iou={"ft": {}, "lp": {}}, seg_losses={"ft": {}, "lp": {}})
+    detail = {k: {"ft": {}, "lp": {}} for k in ("class_iou", "seg_losses", "predictions")}
     with held_lock(work/"lock"):
         for name in SEG_SETS:
             spec = get_seg_spec(name)
             for mode in ("ft", "lp"):
                 key = f"{mode}_{name}"
                 done, checkpoint = work/f"{key}.json", work/f"{key}.partial.pt"
+                shown = work/f"{key}_shown.pt"  # `predict_items` of the first test images
+                detail["predictions"][mode][name] = str(shown)
                 if done.is_file():
                     kept = json.loads(done.read_text())
                     scores[mode][name], resumed[key] = kept["miou"], "reused"
                     detail["class_iou"][mode][name] = kept.get("class_iou")  # None: kept before recorded
                     detail["seg_losses"][mode][name] = kept.get("epoch_losses")
+                    if not shown.is_file(): detail["predictions"][mode][name] = None  # kept before shown
                     continue
                 with stage(key):
                     set_seed(seed, reproducible=True)
@@ -449,6 +456,9 @@ def segmentation_scores(
                     fit = train_segmenter(model, dls, r, name, layer_decay=mode == "ft",
                                           checkpoint=checkpoint, amp=preset.amp, compile=preset.compile)
                     result = evaluate(model, dls.valid, spec.n_classes, r.crop, r.stride)
+                    first = range(min(SHOWN_IMAGES, len(dls.valid.dataset)))
+                    items = predict_items(model, dls.valid.dataset, first, r.crop, r.stride, spec.n_classes)
+                atomic_torch_save(items, shown)  # before `done`: a kept stage has its predictions
                 scores[mode][name] = result["miou"]
                 ious = zip(spec.classes, result["iou"])
                 absent = lambda v: None if math.isnan(v) else v  # a class not in the test set has no IoU
@@ -461,6 +471,30 @@ def segmentation_scores(
                 remove_file(checkpoint)
     for mode in scores: scores[mode]["avg"] = sum(scores[mode][n] for n in SEG_SETS) / len(SEG_SETS)
     return scores, resumed, detail
+
+# %% ../nbs/10_ablations.ipynb #ce44f497
+def compared_layers(
+    teacher: VisionTransformer,        # the whole teacher
+    backbone: VisionTransformer,       # the run's backbone: its student, or the teacher itself
+    terms: tuple,                      # the resolved terms the student learnt, every phase's
+    hybrid: int,                       # the run's hybrid layer
+) -> dict[str, tuple[VisionTransformer, int]]:
+    "The named (ViT, layer) pairs a run page compares: teacher layers, then the backbone's."
+    attention = [t for t in terms if t.kind == "attention"]
+    taught = {hybrid, *teacher_layers(attention)}
+    learnt = {len(backbone.blocks), *(t.student_layer for t in attention)}
+    name = "teacher" if backbone is teacher else "student"
+    return ({f"teacher, layer {l}": (teacher, l) for l in sorted(taught)}
+            | {f"{name}, layer {l}": (backbone, l) for l in sorted(learnt)})
+
+# %% ../nbs/10_ablations.ipynb #22e884a9
+def attention_views(models: dict[str, tuple[VisionTransformer, int]], roots: dict[str, Path], preset: Preset) -> dict:
+    "`query_attention` of `models` at the centre of the first SODA test image, cut to the pre-training size."
+    ds = SegDataset(roots[SEG_SETS[0]], SEG_SETS[0], "test", thermal_scaling=preset.thermal_scaling, check=False)
+    image = centre_square(ds[0][0], preset.img_size)
+    query = (preset.img_size // 2, preset.img_size // 2)
+    return dict(image=image.mean(0), query=list(query), source=f"{SEG_SETS[0]} test image 0",
+                maps=query_attention(models, image, query))
 
 # %% ../nbs/10_ablations.ipynb #3e89caf0
 def infmix_composition(mix: InfMixSpec) -> dict:
@@ -498,7 +532,8 @@ def run_ablation(
     check_run_parameters(preset, teacher_layer, infmix_sources, s, target, filled)
     with stage("data"): roots = rank0_first(study_roots, preset, settings)
     with stage("teacher"): teacher = teacher_for(preset, settings, progress=False).to(train_device())
-    with stage("teacher_nmi"): nmi = from_rank0(teacher_layer_nmi, teacher, roots["in1k"], preset)  # measured once: one layer for all ranks
+    with stage("teacher_nmi"):  # measured once: one layer for all ranks
+        nmi = from_rank0(photo_layer_nmi, teacher, roots["in1k"], preset)
     means = layer_means(nmi)
     hybrid, picked = choose_hybrid_layer(preset, nmi, s)
     if hybrid != picked: print(f"preset {preset.name!r} distils its fixed hybrid layer {hybrid}; "
@@ -511,18 +546,25 @@ def run_ablation(
     tid = teacher_id(preset, settings)
     if ablation.backbone == "teacher": backbone, made = teacher, None
     else:
-        if runs:  # nothing after the deepest distilled layer is needed
-            teacher = vit_through(teacher, max(teacher_layers(r.terms)[-1] for r in runs))
+        # nothing after the deepest distilled layer is needed
+        cut = vit_through(teacher, max(teacher_layers(r.terms)[-1] for r in runs)) if runs else teacher
         with stage("distill"):
-            backbone, made = distilled_student(teacher, runs, preset, seed, settings.cache_dir, tid)
+            backbone, made = distilled_student(cut, runs, preset, seed, settings.cache_dir, tid)
     config = run_config(ablation, preset, seed, teacher_layer, infmix_sources, s, **given)
     work = Path(settings.cache_dir)/"runs"/stable_hash(dict(config, teacher=tid))
+    with stage("views"):
+        learnt = None if backbone is teacher else from_rank0(photo_layer_nmi, backbone, roots["in1k"], preset)
+        learnt_terms = [] if backbone is teacher else [t for r in runs for t in r.terms]
+        pairs = compared_layers(teacher, backbone, learnt_terms, hybrid)
+        views = atomic_torch_save(from_rank0(attention_views, pairs, roots, preset), work/"attention.pt")
     scores, resumed, detail = segmentation_scores(backbone, roots, preset, seed, work, stage)
     for i, m in enumerate(made or [], 1):
         if m.get("resumed_from_epoch") is not None:
             resumed["distill" if i == 1 else f"distill_phase{i}"] = m["resumed_from_epoch"]
     cached = made is None or (bool(made) and all(m["cached"] for m in made))  # None: the teacher row
-    return dict(scores, teacher_nmi={int(k): float(v) for k, v in means.items()}, hybrid_layer=hybrid,
-                nmi_layer=picked, student_cached=cached,
+    layer_dict = lambda m: {int(k): float(v) for k, v in m.items()}
+    return dict(scores, teacher_nmi=layer_dict(means), hybrid_layer=hybrid, nmi_layer=picked,
+                student_nmi=None if learnt is None else layer_dict(layer_means(learnt)),
+                attention=str(views), student_cached=cached,
                 distill_losses=[l for m in made or [] for l in m["losses"]], resumed=resumed,
                 **pretraining_record(runs, sdepth), **detail)

@@ -63,19 +63,20 @@ def patch_attention(attn: Tensor, num_prefix_tokens: int) -> Tensor:
 
 @torch.no_grad()
 def layerwise_nmi(model, batches: Iterable, drop_cls: bool = True, progress: bool = True) -> pd.DataFrame:
-    "NMI per (layer, head) of a timm ViT, averaged over all images of `batches` (tensors, or tuples whose first item is one)."
+    "NMI per (layer, head) of a timm ViT (blocks may differ in heads), averaged over the images of `batches`."
     model.eval()
-    depth, total, n, device = len(model.blocks), 0., 0, next(model.parameters()).device
+    depth, totals, n, device = len(model.blocks), None, 0, next(model.parameters()).device
     for xb in (progress_bar(batches, leave=False) if progress else batches):
-        xb = (xb[0] if isinstance(xb, (tuple, list)) else xb).to(device)
+        xb = (xb[0] if isinstance(xb, (tuple, list)) else xb).to(device)  # a tensor, or a tuple led by one
         per_layer = []
         for _, logits in iter_attention_logits(model, xb, range(1, depth+1)):
             a = logits.softmax(-1)
             per_layer.append(attention_nmi(patch_attention(a, model.num_prefix_tokens) if drop_cls else a).sum(0))
-        total, n = total + torch.stack(per_layer), n + len(xb)
+        totals = per_layer if totals is None else [t + p for t, p in zip(totals, per_layer)]
+        n += len(xb)
     if n == 0: raise ValueError("layerwise_nmi got no images: `batches` is empty")
-    nmi = (total/n).cpu().numpy()
-    return pd.DataFrame([(l+1, h, nmi[l, h]) for l in range(nmi.shape[0]) for h in range(nmi.shape[1])],
+    nmi = [(t / n).cpu().numpy() for t in totals]
+    return pd.DataFrame([(l + 1, h, v) for l, heads in enumerate(nmi) for h, v in enumerate(heads)],
                         columns=["layer", "head", "nmi"])
 
 # %% ../nbs/02_nmi.ipynb #8fe9ee03
@@ -165,15 +166,22 @@ def eval_crops(photos: list[Image.Image], size: int) -> Tensor:
     return torch.stack([tf(p) for p in photos])
 
 # %% ../nbs/02_nmi.ipynb #3bad78a0
-def plot_layer_nmi(layer_nmi: pd.DataFrame, s: float = HYBRID_TARGET, bands: tuple = PATTERN_BANDS, title: str = "", ax=None):
+def plot_layer_nmi(
+    layer_nmi: pd.DataFrame,           # `layerwise_nmi`'s table
+    s: float = HYBRID_TARGET,          # the selection rule's target
+    bands: tuple = PATTERN_BANDS,      # global | hybrid | local bounds
+    title: str = "",
+    ax=None,
+    label: str = "mean over heads",    # legend of the mean curve
+):
     "Seaborn figure of NMI per layer (mean and per head) over the pattern bands, marking the selected layer."
     ax = ax or plt.subplots(figsize=(7, 3.5))[1]
     top = max(bands[1] * 1.5, float(layer_nmi["nmi"].max()) * 1.1)
-    for (lo, hi), name, colour in [((0, bands[0]), "global", "#dde7f5"), (bands, "hybrid", "#fbe3c6"), ((bands[1], top), "local", "#dcefdc")]:
-        ax.axhspan(lo, hi, color=colour, zorder=0, label=f"{name} band")
+    spans = [((0, bands[0]), "global", "#dde7f5"), (bands, "hybrid", "#fbe3c6"), ((bands[1], top), "local", "#dcefdc")]
+    for (lo, hi), name, colour in spans: ax.axhspan(lo, hi, color=colour, zorder=0, label=f"{name} band")
     sns.stripplot(data=layer_nmi, x="layer", y="nmi", native_scale=True, color="0.45", size=3, jitter=0.15, ax=ax, zorder=2)
     means = layer_means(layer_nmi)
-    sns.lineplot(x=means.index, y=means.values, marker="o", color="C3", label="mean over heads", ax=ax, zorder=3)
+    sns.lineplot(x=means.index, y=means.values, marker="o", color="C3", label=label, ax=ax, zorder=3)
     chosen = select_hybrid_layer(layer_nmi, s)
     ax.axhline(s, ls="--", color="0.3", lw=1, label=f"s = {s}")
     ax.axvline(chosen, ls=":", color="C3", label=f"selected layer {chosen}")

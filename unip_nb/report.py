@@ -5,18 +5,21 @@
 # %% auto #0
 __all__ = ['SEG_COLUMNS', 'MODES', 'GROUP_ORDER', 'CLAIMS', 'Records', 'load_records', 'ci95', 'summary_table', 'paired_deltas',
            'study_verdict', 'claim_verdict', 'claims_table', 'detectable_effect', 'plot_deltas', 'plot_miou',
-           'plot_teacher_nmi', 'plot_run_metrics', 'distill_curves', 'plot_distill_losses', 'provenance', 'class_iou',
-           'class_iou_table', 'plot_class_iou', 'plot_seg_losses', 'composition_table', 'run_links']
+           'plot_run_metrics', 'plot_run_nmi', 'plot_run_predictions', 'plot_run_attention', 'distill_curves',
+           'plot_distill_losses', 'provenance', 'class_iou', 'class_iou_table', 'plot_class_iou', 'plot_seg_losses',
+           'composition_table', 'run_links']
 
 # %% ../nbs/12_report.ipynb #8ec94cf8
 import html, json, re
 from dataclasses import dataclass, field
 from pathlib import Path
-import numpy as np, pandas as pd
+import numpy as np, pandas as pd, torch
 import matplotlib.pyplot as plt, seaborn as sns
 from matplotlib.ticker import MaxNLocator
 from scipy import stats
-from .nmi import plot_layer_nmi
+from .nmi import HYBRID_TARGET, plot_layer_nmi
+from .segdata import get_seg_spec
+from .segment import plot_attention_maps, plot_mask_rows
 
 # %% ../nbs/12_report.ipynb #8c622968
 SEG_COLUMNS = ("soda", "mfnet", "scutseg", "avg")
@@ -181,17 +184,53 @@ def plot_miou(scores: pd.DataFrame, datasets: tuple = SEG_COLUMNS):
     means = _mean_ci(scores, "miou", ["ablation", "mode", "dataset"])
     return _interval_bars(means, datasets, "mIoU (points)")
 
-def plot_teacher_nmi(metrics: dict, s: float = 0.09, ax=None):
-    "The teacher's head-averaged NMI per layer recorded by a run, over the pattern bands, with the selected layer."
-    table = pd.DataFrame([(int(l), 0, v) for l, v in metrics["teacher_nmi"].items()], columns=["layer", "head", "nmi"])
-    return plot_layer_nmi(table, s=s, title="teacher: mean attention NMI per layer", ax=ax)
-
 def plot_run_metrics(metrics: dict, title: str = ""):
     "Bars of one run's fine-tuning and linear-probing mIoU per dataset."
     df = pd.DataFrame([(MODES[m], d, 100 * metrics[m][d]) for m in MODES for d in SEG_COLUMNS], columns=["mode", "dataset", "mIoU"])
     ax = sns.barplot(data=df, x="dataset", y="mIoU", hue="mode", palette="deep")
     ax.set(title=title, ylabel="mIoU (points)")
     return ax
+
+# %% ../nbs/12_report.ipynb #a5be788f
+def plot_run_nmi(metrics: dict, s: float = HYBRID_TARGET, ax=None):
+    "The teacher's head-averaged NMI per layer over the pattern bands, and the student's where recorded."
+    table = pd.DataFrame([(int(l), 0, v) for l, v in metrics["teacher_nmi"].items()], columns=["layer", "head", "nmi"])
+    ax = plot_layer_nmi(table, s=s, title="mean attention NMI per layer", ax=ax, label="teacher")
+    student = metrics.get("student_nmi")  # None: the teacher row, or a record from before
+    if not student: return ax
+    layers, values = [int(l) for l in student], list(student.values())
+    ax.plot(layers, values, marker="s", color="C0", label="student", zorder=3)
+    ax.set_ylim(0, max(ax.get_ylim()[1], 1.1 * max(values)))
+    ax.legend(fontsize=7, loc="upper right")
+    return ax
+
+# %% ../nbs/12_report.ipynb #1e32216e
+def _kept(path: str | None, what: str) -> Path | None:
+    "The file a run kept `what` in, or None with a line saying why there is none."
+    if path is None: print(f"this run kept no {what}: it was recorded before they were kept")
+    elif not Path(path).is_file(): print(f"the {what} of this run are gone ({path} was removed with the cache)")
+    else: return Path(path)
+
+def plot_run_predictions(metrics: dict, dataset: str):
+    "The first test images of `dataset`: ground truth, fine-tuned and probed predictions of a run."
+    kept = metrics.get("predictions") or {"ft": {}, "lp": {}}
+    paths = [_kept(kept[m].get(dataset), f"{dataset} predictions") for m in MODES]
+    if None in paths: return None
+    ft, lp = (torch.load(p, weights_only=True) for p in paths)
+    rows = [(f"{dataset} test image {a['index']}", a["image"],
+             {"ground truth": a["mask"], "fine-tuned": a["pred"], "linear probe": b["pred"]}) for a, b in zip(ft, lp)]
+    return plot_mask_rows(rows, get_seg_spec(dataset).n_classes)
+
+# %% ../nbs/12_report.ipynb #6c472438
+def plot_run_attention(metrics: dict):
+    "Where the query patch looks in a run's teacher and backbone layers (`attention_views`)."
+    path = _kept(metrics.get("attention"), "attention maps")
+    if path is None: return None
+    views = torch.load(path, weights_only=True)
+    fig = plot_attention_maps(views["image"], views["query"], views["maps"])
+    fig.suptitle(f"{views['source']}, query at {tuple(views['query'])}, attention averaged over heads", fontsize=9)
+    fig.tight_layout()
+    return fig
 
 # %% ../nbs/12_report.ipynb #b45bdb67
 def distill_curves(records: Records) -> pd.DataFrame:

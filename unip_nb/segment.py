@@ -6,7 +6,8 @@
 __all__ = ['vit_features', 'spread_layers', 'LLFPN', 'conv_module', 'resize', 'UperHead', 'FCNHead', 'SegModel', 'upernet',
            'seg_loss', 'LinearProbe', 'confusion_matrix', 'iou_per_class', 'mean_iou', 'slide_windows',
            'slide_inference', 'evaluate', 'SkipValidation', 'finetune_learner', 'probe_learner', 'train_segmenter',
-           'plot_predictions', 'plot_query_attention']
+           'predict_items', 'plot_mask_rows', 'plot_predictions', 'query_attention', 'centre_square',
+           'plot_attention_maps', 'plot_query_attention']
 
 # %% ../nbs/09_segment.ipynb #8d765cee
 from collections.abc import Sequence
@@ -259,43 +260,123 @@ def train_segmenter(model: nn.Module, dls: DataLoaders, recipe: SegRecipe, datas
     return dict(epochs=epochs, iterations=epochs * len(dls.train), train_loss=fit["losses"][-1], epoch_losses=fit["losses"], resumed_from=fit["resumed_from"])
 
 # %% ../nbs/09_segment.ipynb #2b4bf357
+def predict_items(
+    model: nn.Module,
+    ds: SegDataset,
+    idxs: Sequence[int],    # items of `ds`
+    crop: int | tuple,      # sliding window
+    stride: int | tuple,
+    num_classes: int,
+) -> list[dict]:
+    "Per item of `idxs`: its `index`, raw `image`, ground-truth `mask` and sliding-window `pred` (uint8)."
+    if num_classes > IGNORE_INDEX: raise ValueError(f"{num_classes} classes do not fit a uint8 mask beside {IGNORE_INDEX}")
+    device, was_training = next(model.parameters()).device, model.training
+    items = []
+    model.eval()
+    try:
+        with torch.no_grad():
+            for i in idxs:
+                img, mask = ds[i]
+                logits = slide_inference(model, img[None].to(device), num_classes, crop, stride)
+                items.append(dict(index=int(i), image=torch.from_numpy(ds.load(i)[0]), mask=mask.to(torch.uint8),
+                                  pred=logits.argmax(1)[0].to(torch.uint8).cpu()))
+    finally: model.train(was_training)
+    return items
+
+# %% ../nbs/09_segment.ipynb #89b1eaad
 def _show_mask(ax, mask: np.ndarray, num_classes: int, title: str):
     "Class indices `mask` on `ax` with one colour per class and ignored pixels blank."
-    ax.imshow(np.ma.masked_equal(mask, IGNORE_INDEX), cmap=plt.get_cmap("turbo", num_classes), vmin=0, vmax=num_classes - 1, interpolation="nearest")
-    ax.set_title(title, fontsize=9); ax.set_axis_off()
+    cmap = plt.get_cmap("turbo", num_classes)
+    masked = np.ma.masked_equal(np.asarray(mask), IGNORE_INDEX)
+    ax.imshow(masked, cmap=cmap, vmin=0, vmax=num_classes - 1, interpolation="nearest")
+    ax.set_title(title, fontsize=9)
+    ax.set_axis_off()
 
-def plot_predictions(model: nn.Module, ds: SegDataset, idxs: Sequence[int], crop: int | tuple, stride: int | tuple, num_classes: int) -> plt.Figure:
-    "Rows of test image | ground truth | sliding-window prediction for the items `idxs` of `ds`."
-    fig, axs = plt.subplots(len(idxs), 3, figsize=(9, 2.4 * len(idxs)), squeeze=False)
-    device, was_training = next(model.parameters()).device, model.training
-    model.eval()
-    for (a_img, a_gt, a_pred), i in zip(axs, idxs):
-        img, mask = ds[i]
-        with torch.no_grad(): pred = slide_inference(model, img[None].to(device), num_classes, crop, stride).argmax(1)[0].cpu()
-        a_img.imshow(ds.load(i)[0], cmap="inferno"); a_img.set_title(f"{ds.spec.name} test image {i}", fontsize=9); a_img.set_axis_off()
-        _show_mask(a_gt, mask.numpy(), num_classes, "ground truth")
-        _show_mask(a_pred, pred.numpy(), num_classes, "prediction")
-    model.train(was_training)
+def plot_mask_rows(
+    rows: Sequence[tuple[str, np.ndarray, dict]],  # (title, image, {label: class mask})
+    num_classes: int,
+) -> plt.Figure:
+    "One row per image: the image under its title, then each labelled class mask."
+    cols = 1 + max(len(masks) for _, _, masks in rows)
+    fig, axs = plt.subplots(len(rows), cols, figsize=(2.6 * cols, 2.4 * len(rows)), squeeze=False)
+    for ax_row, (title, image, masks) in zip(axs, rows):
+        ax_row[0].imshow(np.asarray(image), cmap="inferno")
+        ax_row[0].set_title(title, fontsize=9)
+        for ax, (label, mask) in zip(ax_row[1:], masks.items()): _show_mask(ax, mask, num_classes, label)
+        for ax in ax_row: ax.set_axis_off()
     fig.tight_layout()
     return fig
 
-def plot_query_attention(models: dict[str, tuple[VisionTransformer, int]], image: Tensor, query: tuple[int, int]) -> plt.Figure:
-    "Attention of the patch at pixel `query` (y, x) of `image` `[3, H, W]`, averaged over heads, for each named (ViT, 1-based layer)."
+# %% ../nbs/09_segment.ipynb #0a5a6af5
+def plot_predictions(
+    model: nn.Module,
+    ds: SegDataset,
+    idxs: Sequence[int],    # items of `ds`
+    crop: int | tuple,      # sliding window
+    stride: int | tuple,
+    num_classes: int,
+) -> plt.Figure:
+    "Rows of test image | ground truth | sliding-window prediction for the items `idxs` of `ds`."
+    rows = [(f"{ds.spec.name} test image {it['index']}", it["image"], {"ground truth": it["mask"], "prediction": it["pred"]})
+            for it in predict_items(model, ds, idxs, crop, stride, num_classes)]
+    return plot_mask_rows(rows, num_classes)
+
+# %% ../nbs/09_segment.ipynb #a7228922
+def query_attention(
+    models: dict[str, tuple[VisionTransformer, int]],  # name: (ViT, 1-based layer)
+    image: Tensor,                                      # [3, H, W], as the ViTs take it
+    query: tuple[int, int],                             # (y, x) in pixels
+) -> dict[str, Tensor]:
+    "Per name: the head-averaged attention `[h, w]` of the patch at pixel `query` over the patches."
     (qy, qx), (H, W) = query, image.shape[-2:]
     if not (0 <= qy < H and 0 <= qx < W): raise ValueError(f"query {query} is outside the {H}x{W} image")
-    fig, axs = plt.subplots(1, len(models) + 1, figsize=(2.6 * (len(models) + 1), 2.8))
-    grey = image.mean(0).cpu()
-    axs[0].imshow(grey, cmap="gray"); axs[0].set_title("query", fontsize=9)
-    for ax, (name, (vit, layer)) in zip(axs[1:], models.items()):
+    maps = {}
+    for name, (vit, layer) in models.items():
         device, (ph, pw) = next(vit.parameters()).device, vit.patch_embed.patch_size
         gh, gw = vit.patch_embed.dynamic_feat_size((H, W))
         with torch.no_grad(): attn = attention_maps(vit, image[None].to(device), [layer])[layer]
         n = vit.num_prefix_tokens
-        heat = attn[0, :, n + (qy // ph) * gw + qx // pw, n:].mean(0).reshape(1, 1, gh, gw).cpu()
-        ax.imshow(grey, cmap="gray")
-        ax.imshow(F.interpolate(heat, size=(H, W), mode="nearest")[0, 0], cmap="magma", alpha=0.7)
-        ax.set_title(f"{name}, layer {layer}", fontsize=9)
+        maps[name] = attn[0, :, n + (qy // ph) * gw + qx // pw, n:].mean(0).reshape(gh, gw).cpu()
+    return maps
+
+# %% ../nbs/09_segment.ipynb #4eff5a99
+def centre_square(image: Tensor, size: int) -> Tensor:
+    "The central square of `image` `[C, H, W]`, resized (bilinear) to `size` x `size`."
+    H, W = image.shape[-2:]
+    side = min(H, W)
+    top, left = (H - side) // 2, (W - side) // 2
+    return resize(image[None, :, top:top + side, left:left + side], (size, size))[0]
+
+# %% ../nbs/09_segment.ipynb #ae754df4
+def plot_attention_maps(
+    image: np.ndarray,                # [H, W] grey
+    query: tuple[int, int],           # (y, x) in pixels
+    maps: dict[str, np.ndarray],      # name: [h, w] attention over the patch grid
+) -> plt.Figure:
+    "The image with the query marked, then each named attention map over the image."
+    image = np.asarray(image)
+    (qy, qx), (H, W) = query, image.shape
+    fig, axs = plt.subplots(1, len(maps) + 1, figsize=(2.6 * (len(maps) + 1), 2.8), squeeze=False)
+    axs = axs[0]
+    axs[0].imshow(image, cmap="gray")
+    axs[0].set_title("query", fontsize=9)
+    for ax, (name, heat) in zip(axs[1:], maps.items()):
+        ax.imshow(image, cmap="gray")
+        ax.imshow(np.asarray(heat), cmap="magma", alpha=0.7, interpolation="nearest",
+                  extent=(-0.5, W - 0.5, H - 0.5, -0.5))  # the patch grid stretched over the pixels
+        ax.set_title(name, fontsize=9)
     for ax in axs:
-        ax.plot(qx, qy, marker="x", color="cyan", markersize=8, mew=2); ax.set_axis_off()
+        ax.plot(qx, qy, marker="x", color="cyan", markersize=8, mew=2)
+        ax.set_axis_off()
     fig.tight_layout()
     return fig
+
+# %% ../nbs/09_segment.ipynb #4521cc7e
+def plot_query_attention(
+    models: dict[str, tuple[VisionTransformer, int]],  # name: (ViT, 1-based layer)
+    image: Tensor,                                      # [3, H, W], as the ViTs take it
+    query: tuple[int, int],                             # (y, x) in pixels
+) -> plt.Figure:
+    "Where the patch at pixel `query` looks, averaged over heads, for each named (ViT, layer)."
+    named = {f"{name}, layer {layer}": (vit, layer) for name, (vit, layer) in models.items()}
+    return plot_attention_maps(image.mean(0).cpu().numpy(), query, query_attention(named, image, query))
