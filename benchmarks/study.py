@@ -15,7 +15,7 @@ from pathlib import Path
 from unip_nb.config import PRESETS
 
 REPO = Path(__file__).resolve().parents[1]
-STAGE_ORDER = ("data", "teacher", "teacher_nmi", "distill", "ft_soda", "lp_soda", "ft_mfnet", "lp_mfnet", "ft_scutseg", "lp_scutseg")
+STAGE_ORDER = ("data", "teacher", "teacher_nmi", "distill", "views", "ft_soda", "lp_soda", "ft_mfnet", "lp_mfnet", "ft_scutseg", "lp_scutseg")
 
 def unip_nb_command() -> Path:
     "The `unip-nb` console script next to this Python (the project's venv)."
