@@ -46,7 +46,8 @@ def test_smoke_study_runs_every_ablation(smoke_study):
     assert records.first("infmix_no_coco")["metrics"]["infmix"]["coco"] == 0
 
 # Average mIoU (FT, LP) of the smoke study's seed 0, read from its records (commits 34b125d and 677b47c, 2-core AMD EPYC,
-# the same to the last digit): a change of behaviour moves them, so a crash is not the only thing caught.
+# the same to the last digit): a change of behaviour moves them, so a crash is not the only thing caught; the tolerance (0.1 point) leaves
+# room for another CPU's float rounding.
 SMOKE_AVG_MIOU = {"unip": (0.072732, 0.068712), "no_pretrain": (0.080181, 0.069816), "teacher": (0.069707, 0.115686),
                   "no_nmi_last_layer": (0.071674, 0.068424)}
 
@@ -54,7 +55,7 @@ def test_smoke_metrics_are_pinned(smoke_study):
     _, out = smoke_study
     records = load_records(out)
     got = {a: tuple(records.first(a)["metrics"][m]["avg"] for m in ("ft", "lp")) for a in SMOKE_AVG_MIOU}
-    assert got == {a: pytest.approx(v, abs=1e-4) for a, v in SMOKE_AVG_MIOU.items()}
+    assert got == {a: pytest.approx(v, abs=1e-3) for a, v in SMOKE_AVG_MIOU.items()}
 
 def test_summary_html_reads_every_record(smoke_study):
     _, out = smoke_study
