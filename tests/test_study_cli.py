@@ -45,9 +45,9 @@ def test_smoke_study_runs_every_ablation(smoke_study):
     assert records.first("no_pretrain")["metrics"]["target"] is None
     assert records.first("infmix_no_coco")["metrics"]["infmix"]["coco"] == 0
 
-# Average mIoU (FT, LP) of the smoke study's seed 0, read from its records (commits 34b125d and 677b47c, 2-core AMD EPYC,
-# the same to the last digit): a change of behaviour moves them, so a crash is not the only thing caught; the tolerance (0.1 point) leaves
-# room for another CPU's float rounding.
+# Average mIoU (FT, LP) of the smoke study's seed 0, read from its records (commits 34b125d and 677b47c,
+# 2-core AMD EPYC, the same to the last digit): a change of behaviour moves them, so a crash is not the only
+# thing caught; the tolerance (0.1 point) leaves room for another CPU's float rounding.
 SMOKE_AVG_MIOU = {"unip": (0.072732, 0.068712), "no_pretrain": (0.080181, 0.069816), "teacher": (0.069707, 0.115686),
                   "no_nmi_last_layer": (0.071674, 0.068424)}
 
