@@ -23,29 +23,34 @@ from torch.utils.data import DistributedSampler, Subset
 from .files import world
 
 # %% ../nbs/06_distributed.ipynb #0bc83fd2
-COLLECTIVE_TIMEOUT = timedelta(hours=3)  # the other ranks wait while rank 0 prepares the data and measures the teacher NMI, and each rank checks InfMix on its own
+# the other ranks wait while rank 0 prepares the data and measures the teacher NMI, and each checks InfMix alone
+COLLECTIVE_TIMEOUT = timedelta(hours=3)
 
 def init_distributed() -> torch.device:
-    "Join the process group `torchrun` describes (NCCL with one GPU per process, else gloo); this rank's device."
+    "Join the process group `torchrun` describes (NCCL, one GPU per process; else gloo); this rank's device."
     missing = [k for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR") if k not in os.environ]
-    if missing: raise RuntimeError(f"init_distributed needs torchrun's environment, {', '.join(missing)} not set: start with `torchrun --nproc_per_node N`")
+    if missing: raise RuntimeError(f"init_distributed needs torchrun's environment, {', '.join(missing)} not set: "
+                                   "start with `torchrun --nproc_per_node N`")
     local, gpus = int(os.environ["LOCAL_RANK"]), torch.cuda.device_count()
-    if gpus and local >= gpus: raise RuntimeError(f"local rank {local} has no GPU of its own ({gpus} visible): start at most {gpus} processes per node, "
-                                                  "or hide the GPUs (CUDA_VISIBLE_DEVICES=) to train on the CPU with gloo")
+    if gpus and local >= gpus: raise RuntimeError(
+        f"local rank {local} has no GPU of its own ({gpus} visible): start at most {gpus} processes per node, "
+        "or hide the GPUs (CUDA_VISIBLE_DEVICES=) to train on the CPU with gloo")
     if gpus: torch.cuda.set_device(local)
-    if not dist.is_initialized(): dist.init_process_group("nccl" if gpus else "gloo", timeout=COLLECTIVE_TIMEOUT)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if gpus else "gloo", timeout=COLLECTIVE_TIMEOUT)
     return train_device()
 
 def train_device() -> torch.device:
     "Where this process trains: its GPU (under torchrun the one `init_distributed` set), else the CPU."
-    return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+    if torch.cuda.is_available(): return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
 
 def pin_batches() -> bool:
     "Whether loaders should put batches in pinned memory: they go to a GPU."
     return train_device().type == "cuda"
 
 def close_distributed() -> None:
-    "Leave the process group, if any: before the interpreter exits, so that no gloo or NCCL thread outlives it (a crash at exit)."
+    "Leave the process group, if any, before the interpreter exits (a gloo or NCCL thread outliving it crashes)."
     if dist.is_initialized(): dist.destroy_process_group()
 
 def is_distributed() -> bool:
@@ -54,7 +59,7 @@ def is_distributed() -> bool:
 
 # %% ../nbs/06_distributed.ipynb #58b4822c
 class ShardedDL(DataLoader):
-    "A fastai `DataLoader` reading rank `rank`'s share of each epoch, split as `DistributedSampler` splits the order all ranks draw alike."
+    "A fastai `DataLoader` of rank `rank`'s share of each epoch's order, split as `DistributedSampler` splits it."
     def __init__(self, dataset=None, rank: int = 0, world_size: int = 1, **kwargs):
         super().__init__(dataset, **kwargs)
         self.rank, self.world_size, self.n_all = rank, world_size, self.n
@@ -77,18 +82,26 @@ def sharded(dl: DataLoader) -> DataLoader:
     "This rank's `ShardedDL` of training loader `dl` under torchrun; `dl` itself in a single process."
     return shard_loader(dl, *world()) if is_distributed() else dl
 
-def training_dataloaders(dataset, bs: int, seed: int | None = None, valid: DataLoader | None = None, path='.', **kwargs) -> DataLoaders:
-    "fastai `DataLoaders` on `train_device()`: shuffled full batches of `dataset` (pinned for a GPU; this rank's share under torchrun), their order drawn from `seed` (alike on every rank), and `valid` (default none)."
+def training_dataloaders(
+    dataset,
+    bs: int,
+    seed: int | None = None,          # draws each epoch's order, alike on every rank
+    valid: DataLoader | None = None,  # None: an empty validation loader
+    path='.',
+    **kwargs,                         # to the training `DataLoader`
+) -> DataLoaders:
+    "fastai `DataLoaders` on `train_device()`: shuffled full batches of `dataset` (this rank's), and `valid`."
     train = DataLoader(dataset, bs=bs, shuffle=True, drop_last=True, pin_memory=pin_batches(), **kwargs)
     if seed is not None: train.rng = random.Random(seed)  # fastai draws each epoch's order from this generator
-    return DataLoaders(sharded(train), DataLoader([], bs=bs) if valid is None else valid, path=path, device=train_device())
+    valid = DataLoader([], bs=bs) if valid is None else valid
+    return DataLoaders(sharded(train), valid, path=path, device=train_device())
 
 def shard_eval_loader(dl: DataLoader, rank: int, world_size: int) -> DataLoader:
-    "Rank `rank`'s items of evaluation loader `dl`: every `world_size`-th, from item `rank` on, so that no item is repeated or dropped."
+    "Rank `rank`'s items of evaluation loader `dl`: every `world_size`-th from item `rank`, none repeated or dropped."
     return dl.new(Subset(dl.dataset, range(rank, len(dl.dataset), world_size)))
 
 def eval_sharded(dl: DataLoader) -> DataLoader:
-    "This rank's share of evaluation loader `dl` under torchrun (sum the ranks' counts with `sum_over_ranks`); `dl` itself in a single process."
+    "This rank's share of evaluation loader `dl` under torchrun (`sum_over_ranks` adds up the counts), else `dl`."
     return shard_eval_loader(dl, *world()) if is_distributed() else dl
 
 def rank_batch(total: int) -> int:
@@ -102,7 +115,7 @@ def barrier() -> None:
     if is_distributed(): dist.barrier()
 
 def rank0_first(fn: Callable, *args, **kwargs):
-    "`fn(*args, **kwargs)` on rank 0, then on the other ranks once rank 0 is done (they find what it cached); `fn` must not use collectives."
+    "`fn(*args, **kwargs)` on rank 0, then on the others (they find what it cached); `fn` must not use collectives."
     if not is_distributed(): return fn(*args, **kwargs)
     if world()[0] == 0: out = fn(*args, **kwargs)
     barrier()
@@ -117,35 +130,39 @@ def plain_model(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 def seed_rank(rank: int) -> None:
-    "Move this rank's torch, numpy and Python random streams off rank 0's, as the official `seed + rank`; the loaders' shuffling stays shared."
+    "Move this rank's torch, numpy and Python random streams off rank 0's (the official `seed + rank`); not the loaders'."
     seed = torch.initial_seed() + rank
-    torch.manual_seed(seed); np.random.seed(seed % 2**32); random.seed(seed)
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
 
 def from_rank0(fn: Callable, *args, **kwargs):
-    "`fn(*args, **kwargs)`, computed on rank 0 alone and handed to every rank (computed directly outside torchrun)."
+    "`fn(*args, **kwargs)`, computed on rank 0 alone and handed to every rank (directly outside torchrun)."
     box = [fn(*args, **kwargs) if world()[0] == 0 else None]
     if is_distributed(): dist.broadcast_object_list(box, src=0)
     return box[0]
 
 def sum_over_ranks(t: Tensor) -> Tensor:
-    "`t` summed over every rank (added on this rank's device, as NCCL needs), on `t`'s device; `t` itself in a single process."
+    "`t` summed over every rank (added on this rank's device, as NCCL needs), on `t`'s device; else `t`."
     if not is_distributed(): return t
     total = t.to(train_device(), copy=True)
     dist.all_reduce(total)
     return total.to(t.device)
 
 class DDPTrainer(Callback):
-    "Train with `DistributedDataParallel` (synchronised BatchNorm on GPUs) on the sharded loader, each rank its own random stream; every rank records the loss averaged over ranks."
+    "Train with DDP (synchronised BatchNorm on GPUs) on the sharded loader; every rank records the mean loss."
     order = 5  # after TrainEvalCallback has put the model on its device, before the checkpoint loads into it
     def before_fit(self):
         if not isinstance(self.dls.train, ShardedDL):
-            raise TypeError("under torchrun the training loader must be this rank's shard: build it with `sharded`, or every rank reads every image")
+            raise TypeError("under torchrun the training loader must be this rank's shard: build it with `sharded`, "
+                            "or every rank reads every image")
         self.plain, rank = self.learn.model, world()[0]
         device = next(self.plain.parameters()).device
-        if rank: seed_rank(rank)
-        if device.type == "cuda": self.plain = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.plain)  # in place: same parameters
+        if rank: seed_rank(rank)  # each rank its own random stream (dropout, masks)
+        gpu = device.type == "cuda"
+        if gpu: self.plain = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.plain)  # in place: same parameters
         # the UNIP student's last block only gives its q/k logits: its projection and MLP get no gradient
-        self.learn.model = DistributedDataParallel(self.plain, device_ids=[device.index] if device.type == "cuda" else None,
+        self.learn.model = DistributedDataParallel(self.plain, device_ids=[device.index] if gpu else None,
                                                    find_unused_parameters=True)
         if world()[0]: self.learn.logger = noop
 

@@ -30,7 +30,7 @@ GROUP_ORDER = ("UNIP", "A: remove NMI-HAD", "B: replace InfMix", "reference")  #
 class Records:
     "The run records of one study folder: complete runs by name, and the runs that failed or never finished."
     runs: dict = field(default_factory=dict)      # run name -> record (status complete)
-    failed: dict = field(default_factory=dict)    # run name -> failure record, or None when no record was written
+    failed: dict = field(default_factory=dict)    # run name -> failure record (None: none was written)
 
     @property
     def complete(self) -> int: return len(self.runs)
@@ -42,11 +42,13 @@ class Records:
     @property
     def scores(self) -> pd.DataFrame:
         "Long table: one row per (run, mode, dataset) with its mIoU, ordered by ablation group, name and seed."
-        rows = [dict(run=n, ablation=r["config"]["ablation"]["name"], group=r["config"]["ablation"]["group"], seed=r["seed"],
-                     mode=MODES[m], dataset=d, miou=r["metrics"][m][d]) for n, r in self.runs.items() for m in MODES for d in SEG_COLUMNS]
+        rows = [dict(run=n, ablation=r["config"]["ablation"]["name"], group=r["config"]["ablation"]["group"],
+                     seed=r["seed"], mode=MODES[m], dataset=d, miou=r["metrics"][m][d])
+                for n, r in self.runs.items() for m in MODES for d in SEG_COLUMNS]
         df = pd.DataFrame(rows, columns=["run", "ablation", "group", "seed", "mode", "dataset", "miou"])
         rank = df["group"].map({g: i for i, g in enumerate(GROUP_ORDER)}).fillna(len(GROUP_ORDER))
-        return df.assign(_rank=rank).sort_values(["_rank", "ablation", "seed"], kind="stable").drop(columns="_rank").reset_index(drop=True)
+        ordered = df.assign(_rank=rank).sort_values(["_rank", "ablation", "seed"], kind="stable")
+        return ordered.drop(columns="_rank").reset_index(drop=True)
 
     def first(self, ablation: str) -> dict:
         "The first complete record of `ablation`, or an error naming what is there."
@@ -71,7 +73,8 @@ def load_records(runs_dir: Path) -> Records:
 def ci95(values) -> float:
     "Half-width of the 95% confidence interval of the mean (t distribution); NaN for fewer than two values."
     v = np.asarray(values, dtype=float)
-    return float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else float("nan")
+    if len(v) < 2: return float("nan")
+    return float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
 
 def _mean_ci(df: pd.DataFrame, value: str, by: list[str]) -> pd.DataFrame:
     "Mean, 95% half-width and count of `value` per group `by`."
@@ -86,29 +89,34 @@ def summary_table(scores: pd.DataFrame) -> pd.DataFrame:
     agg = _mean_ci(scores, "miou", ["ablation", "mode", "dataset"])
     agg["cell"] = [_fmt(m, c) for m, c in zip(agg["mean"], agg["ci"])]
     table = agg.pivot(index="ablation", columns=["mode", "dataset"], values="cell")
-    table = table.reindex(index=scores["ablation"].unique(), columns=pd.MultiIndex.from_product([list(MODES.values()), SEG_COLUMNS]))
+    columns = pd.MultiIndex.from_product([list(MODES.values()), SEG_COLUMNS])
+    table = table.reindex(index=scores["ablation"].unique(), columns=columns)
     table.insert(0, "seeds", scores.groupby("ablation")["seed"].nunique().reindex(table.index))
     return table
 
 # %% ../nbs/12_report.ipynb #c606372d
 def paired_deltas(scores: pd.DataFrame, reference: str = "unip") -> pd.DataFrame:
-    "Per (ablation, mode, dataset): mean and 95% half-width over seeds of mIoU(ablation) − mIoU(reference) at the same seed."
-    if reference not in set(scores["ablation"]): raise KeyError(f"no run of the reference {reference!r} to compare with")
+    "Per (ablation, mode, dataset): mean and 95% half-width over seeds of mIoU(ablation) − mIoU(reference) per seed."
+    if reference not in set(scores["ablation"]):
+        raise KeyError(f"no run of the reference {reference!r} to compare with")
     ref = scores[scores.ablation == reference].set_index(["seed", "mode", "dataset"])["miou"]
     other = scores[scores.ablation != reference].copy()
-    other["delta"] = other["miou"].to_numpy() - ref.reindex(pd.MultiIndex.from_frame(other[["seed", "mode", "dataset"]])).to_numpy()
+    same_seed = ref.reindex(pd.MultiIndex.from_frame(other[["seed", "mode", "dataset"]]))
+    other["delta"] = other["miou"].to_numpy() - same_seed.to_numpy()
     return _mean_ci(other.dropna(subset=["delta"]), "delta", ["ablation", "group", "mode", "dataset"])
 
 # %% ../nbs/12_report.ipynb #4e4345c6
 def study_verdict(scores: pd.DataFrame, ablation: str = "no_pretrain", reference: str = "unip") -> str:
-    "Whether `reference` beats `ablation` on average FT mIoU by more than two seed standard deviations (the larger of the two), with the numbers."
+    "Whether `reference` beats `ablation` on average FT mIoU by over two seed standard deviations (the larger)."
     ft = scores[(scores["mode"] == "FT") & (scores["dataset"] == "avg")]
     a, r = ft[ft.ablation == ablation]["miou"], ft[ft.ablation == reference]["miou"]
-    if len(a) < 2 or len(r) < 2: return f"Not enough seeds to compare `{reference}` with `{ablation}` (need two of each; have {len(r)} and {len(a)})."
+    if len(a) < 2 or len(r) < 2: return (f"Not enough seeds to compare `{reference}` with `{ablation}` "
+                                         f"(need two of each; have {len(r)} and {len(a)}).")
     gap, sd = r.mean() - a.mean(), max(r.std(ddof=1), a.std(ddof=1))
     verdict = "does" if gap > 2 * sd else "does **not**"
-    return (f"`{reference}` {verdict} beat `{ablation}` on average fine-tuning mIoU by more than two seed standard deviations: "
-            f"{100 * r.mean():.2f} vs {100 * a.mean():.2f} mIoU points, a gap of {100 * gap:.2f} against 2 x sd = {200 * sd:.2f} "
+    return (f"`{reference}` {verdict} beat `{ablation}` on average fine-tuning mIoU by more than two seed "
+            f"standard deviations: {100 * r.mean():.2f} vs {100 * a.mean():.2f} mIoU points, "
+            f"a gap of {100 * gap:.2f} against 2 x sd = {200 * sd:.2f} "
             f"({len(r)} and {len(a)} seeds).")
 
 # %% ../nbs/12_report.ipynb #ce0d7201
@@ -159,7 +167,8 @@ def detectable_effect(deltas: pd.DataFrame, dataset: str = "avg") -> pd.DataFram
 def _interval_bars(table: pd.DataFrame, datasets: tuple, xlabel: str):
     "Bars of `table`'s `mean` (points) and 95% `ci` per ablation, a panel per dataset, FT beside LP."
     abls = list(dict.fromkeys(table["ablation"]))
-    fig, axs = plt.subplots(1, len(datasets), figsize=(3.2 * len(datasets), 0.45 * len(abls) + 1.5), sharey=True, squeeze=False)
+    size = (3.2 * len(datasets), 0.45 * len(abls) + 1.5)
+    fig, axs = plt.subplots(1, len(datasets), figsize=size, sharey=True, squeeze=False)
     colours = dict(zip(MODES.values(), sns.color_palette("deep", 2)))
     y = np.arange(len(abls))
     for ax, ds in zip(axs[0], datasets):
@@ -186,7 +195,8 @@ def plot_miou(scores: pd.DataFrame, datasets: tuple = SEG_COLUMNS):
 
 def plot_run_metrics(metrics: dict, title: str = ""):
     "Bars of one run's fine-tuning and linear-probing mIoU per dataset."
-    df = pd.DataFrame([(MODES[m], d, 100 * metrics[m][d]) for m in MODES for d in SEG_COLUMNS], columns=["mode", "dataset", "mIoU"])
+    rows = [(MODES[m], d, 100 * metrics[m][d]) for m in MODES for d in SEG_COLUMNS]
+    df = pd.DataFrame(rows, columns=["mode", "dataset", "mIoU"])
     ax = sns.barplot(data=df, x="dataset", y="mIoU", hue="mode", palette="deep")
     ax.set(title=title, ylabel="mIoU (points)")
     return ax
@@ -194,7 +204,8 @@ def plot_run_metrics(metrics: dict, title: str = ""):
 # %% ../nbs/12_report.ipynb #a5be788f
 def plot_run_nmi(metrics: dict, s: float = HYBRID_TARGET, ax=None):
     "The teacher's head-averaged NMI per layer over the pattern bands, and the student's where recorded."
-    table = pd.DataFrame([(int(l), 0, v) for l, v in metrics["teacher_nmi"].items()], columns=["layer", "head", "nmi"])
+    rows = [(int(l), 0, v) for l, v in metrics["teacher_nmi"].items()]
+    table = pd.DataFrame(rows, columns=["layer", "head", "nmi"])
     ax = plot_layer_nmi(table, s=s, title="mean attention NMI per layer", ax=ax, label="teacher")
     student = metrics.get("student_nmi")  # None: the teacher row, or a record from before
     if not student: return ax
@@ -217,8 +228,8 @@ def plot_run_predictions(metrics: dict, dataset: str):
     paths = [_kept(kept[m].get(dataset), f"{dataset} predictions") for m in MODES]
     if None in paths: return None
     ft, lp = (torch.load(p, weights_only=True) for p in paths)
-    rows = [(f"{dataset} test image {a['index']}", a["image"],
-             {"ground truth": a["mask"], "fine-tuned": a["pred"], "linear probe": b["pred"]}) for a, b in zip(ft, lp)]
+    masks = lambda a, b: {"ground truth": a["mask"], "fine-tuned": a["pred"], "linear probe": b["pred"]}
+    rows = [(f"{dataset} test image {a['index']}", a["image"], masks(a, b)) for a, b in zip(ft, lp)]
     return plot_mask_rows(rows, get_seg_spec(dataset).n_classes)
 
 # %% ../nbs/12_report.ipynb #6c472438
@@ -228,7 +239,8 @@ def plot_run_attention(metrics: dict):
     if path is None: return None
     views = torch.load(path, weights_only=True)
     fig = plot_attention_maps(views["image"], views["query"], views["maps"])
-    fig.suptitle(f"{views['source']}, query at {tuple(views['query'])}, attention averaged over heads", fontsize=9)
+    title = f"{views['source']}, query at {tuple(views['query'])}, attention averaged over heads"
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -309,16 +321,20 @@ def plot_seg_losses(records: Records):
 
 # %% ../nbs/12_report.ipynb #d1abf63d
 def composition_table(records: Records) -> pd.DataFrame:
-    "Images per InfMix source and the grey flag, per ablation that distilled on InfMix (from its first complete run)."
+    "Images per InfMix source and the grey flag, per ablation that distilled (from its first complete run)."
     rows = {}
     for r in records.runs.values():
-        if r["metrics"]["infmix"] is not None: rows.setdefault(r["config"]["ablation"]["name"], r["metrics"]["infmix"])
+        if r["metrics"]["infmix"] is None: continue
+        rows.setdefault(r["config"]["ablation"]["name"], r["metrics"]["infmix"])
     order = [a for a in dict.fromkeys(records.scores["ablation"]) if a in rows]
     return pd.DataFrame.from_dict(rows, orient="index").reindex(order)
 
 def run_links(records: Records, runs_dir: Path) -> str:
     "An HTML table linking every run's report (relative to the summary), with its status and wall time."
     rows = [(n, "complete", f"{r['wall_time_s']:.0f} s") for n, r in records.runs.items()]
-    rows += [(n, "failed" if r else "unfinished", html.escape((r or {}).get("error", ""))) for n, r in records.failed.items()]
-    cells = "".join(f'<tr><td><a href="{html.escape(n)}.html">{html.escape(n)}</a></td><td>{s}</td><td>{w}</td></tr>' for n, s, w in sorted(rows))
+    rows += [(n, "failed" if r else "unfinished", html.escape((r or {}).get("error", "")))
+             for n, r in records.failed.items()]
+    link = lambda n: f'<a href="{html.escape(n)}.html">{html.escape(n)}</a>'
+    row = lambda n, s, w: f"<tr><td>{link(n)}</td><td>{s}</td><td>{w}</td></tr>"
+    cells = "".join(row(*r) for r in sorted(rows))
     return f"<table><tr><th>run</th><th>status</th><th>wall time / error</th></tr>{cells}</table>"

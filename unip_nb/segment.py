@@ -30,35 +30,41 @@ from .training import NaNGuard, adamw, epochs_for, fit_resumable, group_lrs, par
 
 # %% ../nbs/09_segment.ipynb #bdb31e19
 def vit_features(backbone: VisionTransformer, x: Tensor, layers: Sequence[int]) -> list[Tensor]:
-    "Patch tokens after each 1-based block in `layers` as `[B, C, h, w]` maps (raw, no final norm), in the order asked."
+    "Patch tokens after each 1-based block in `layers` as raw `[B, C, h, w]` maps (no final norm), in order."
     layers = list(layers)
     wanted = check_layers(backbone, layers)
     gh, gw = backbone.patch_embed.dynamic_feat_size(x.shape[-2:])
     h, maps = vit_tokens(backbone, x), {}
     for i, blk in enumerate(backbone.blocks[:wanted[-1]], start=1):
         h = blk(h)
-        if i in wanted: maps[i] = h[:, backbone.num_prefix_tokens:].transpose(1, 2).reshape(x.shape[0], -1, gh, gw)
+        if i in wanted:
+            patches = h[:, backbone.num_prefix_tokens:]
+            maps[i] = patches.transpose(1, 2).reshape(x.shape[0], -1, gh, gw)
     return [maps[l] for l in layers]
 
 # %% ../nbs/09_segment.ipynb #abcc8576
 def spread_layers(depth: int) -> tuple[int, int, int, int]:
-    "The official multi-layer choice, 1-based: depth/3, depth/2, 2 depth/3 and the last block ((4, 6, 8, 12) for depth 12)."
+    "The official spread layers, 1-based: depth/3, depth/2, 2 depth/3 and the last ((4, 6, 8, 12) for 12)."
     if depth < 3: raise ValueError(f"spread layers need a backbone of depth >= 3, got {depth}")
     return (depth // 3, depth // 2, 2 * depth // 3, depth)
 
 class LLFPN(nn.Module):
-    "The official simple feature pyramid: four maps of `layers` (default: the last block, four times) to strides 4, 8, 16, 32."
+    "The official simple pyramid: maps of four `layers` (default: the last, four times) to strides 4 to 32."
     def __init__(self, backbone: VisionTransformer, layers: Sequence[int] | None = None):
         super().__init__()
         depth, dim = len(backbone.blocks), backbone.embed_dim
         self.layers = tuple(layers) if layers is not None else (depth,) * 4
-        if len(self.layers) != 4: raise ValueError(f"LL-FPN builds 4 levels from 4 layers, got layers {self.layers}")
+        if len(self.layers) != 4:
+            raise ValueError(f"LL-FPN builds 4 levels from 4 layers, got layers {self.layers}")
         check_layers(backbone, self.layers)
         ph, pw = backbone.patch_embed.patch_size
         up = partial(nn.ConvTranspose2d, dim, dim, kernel_size=2, stride=2)
-        if (ph, pw) == (16, 16): ops = nn.Sequential(up(), nn.BatchNorm2d(dim), nn.GELU(), up()), up(), nn.Identity(), nn.MaxPool2d(2)
+        if (ph, pw) == (16, 16):
+            stem = nn.Sequential(up(), nn.BatchNorm2d(dim), nn.GELU(), up())
+            ops = stem, up(), nn.Identity(), nn.MaxPool2d(2)
         elif (ph, pw) == (8, 8): ops = up(), nn.Identity(), nn.MaxPool2d(2), nn.MaxPool2d(4)
-        else: raise ValueError(f"the official pyramid is defined for patch size 8 or 16; the backbone has patch size {(ph, pw)}")
+        else: raise ValueError(f"the official pyramid is defined for patch size 8 or 16; "
+                               f"the backbone has patch size {(ph, pw)}")
         self.fpn1, self.fpn2, self.fpn3, self.fpn4 = ops
 
     def forward(self, feats: Sequence[Tensor]) -> list[Tensor]:
@@ -84,10 +90,18 @@ class _Classifier(nn.Sequential):
 
 # %% ../nbs/09_segment.ipynb #a79776a1
 class UperHead(nn.Module):
-    "mmseg's `UPerHead` on four levels of `in_channels` each: PPM on the last, FPN top-down fusion, one classifier."
-    def __init__(self, in_channels: int, channels: int, num_classes: int, pool_scales: Sequence[int] = (1, 2, 3, 6), dropout: float = 0.1):
+    "mmseg's `UPerHead` on four levels of `in_channels`: PPM on the last, top-down FPN fusion, a classifier."
+    def __init__(
+        self,
+        in_channels: int,                         # channels of each level
+        channels: int,                            # channels inside the head
+        num_classes: int,
+        pool_scales: Sequence[int] = (1, 2, 3, 6),  # of the pyramid pooling module
+        dropout: float = 0.1,                     # channel dropout before the classifier
+    ):
         super().__init__()
-        self.ppm = nn.ModuleList(nn.Sequential(nn.AdaptiveAvgPool2d(s), conv_module(in_channels, channels, 1)) for s in pool_scales)
+        pool = lambda s: nn.Sequential(nn.AdaptiveAvgPool2d(s), conv_module(in_channels, channels, 1))
+        self.ppm = nn.ModuleList(pool(s) for s in pool_scales)
         self.bottleneck = conv_module(in_channels + len(pool_scales) * channels, channels, 3)
         self.lateral_convs = nn.ModuleList(conv_module(in_channels, channels, 1) for _ in range(3))
         self.fpn_convs = nn.ModuleList(conv_module(channels, channels, 3) for _ in range(3))
@@ -101,26 +115,43 @@ class UperHead(nn.Module):
     def forward(self, feats: Sequence[Tensor]) -> Tensor:
         if len(feats) != 4: raise ValueError(f"UperHead expects 4 levels, got {len(feats)}")
         laterals = [conv(f) for conv, f in zip(self.lateral_convs, feats)] + [self.psp_forward(feats[3])]
-        for i in range(3, 0, -1): laterals[i - 1] = laterals[i - 1] + resize(laterals[i], laterals[i - 1].shape[-2:])
+        for i in range(3, 0, -1):  # top-down: each level adds the coarser one, upsampled
+            laterals[i - 1] = laterals[i - 1] + resize(laterals[i], laterals[i - 1].shape[-2:])
         outs = [conv(l) for conv, l in zip(self.fpn_convs, laterals)] + [laterals[3]]
         outs = [outs[0]] + [resize(o, outs[0].shape[-2:]) for o in outs[1:]]
         return self.cls(self.fpn_bottleneck(torch.cat(outs, 1)))
 
 class FCNHead(nn.Module):
-    "mmseg's `FCNHead` as UperNet's auxiliary head: `num_convs` 3x3 ConvModules on level `in_index`, then a classifier."
-    def __init__(self, in_channels: int, channels: int, num_classes: int, num_convs: int = 1, dropout: float = 0.1, in_index: int = 2):
+    "mmseg's `FCNHead`, UperNet's auxiliary head: `num_convs` 3x3 ConvModules on one level, a classifier."
+    def __init__(
+        self,
+        in_channels: int,        # channels of the level read
+        channels: int,           # channels of the convolutions
+        num_classes: int,
+        num_convs: int = 1,
+        dropout: float = 0.1,    # channel dropout before the classifier
+        in_index: int = 2,       # the pyramid level read (stride 16)
+    ):
         super().__init__()
-        if num_convs < 1: raise ValueError(f"FCNHead needs num_convs >= 1 (mmseg asks in_channels == channels otherwise), got {num_convs}")
+        if num_convs < 1: raise ValueError(f"FCNHead needs num_convs >= 1 "
+                                           f"(mmseg asks in_channels == channels otherwise), got {num_convs}")
         self.in_index = in_index
-        self.convs = nn.Sequential(*(conv_module(in_channels if i == 0 else channels, channels, 3) for i in range(num_convs)))
+        widths = [in_channels] + [channels] * (num_convs - 1)
+        self.convs = nn.Sequential(*(conv_module(c, channels, 3) for c in widths))
         self.cls = _Classifier(channels, num_classes, dropout)
 
     def forward(self, feats: Sequence[Tensor]) -> Tensor: return self.cls(self.convs(feats[self.in_index]))
 
 # %% ../nbs/09_segment.ipynb #34caa834
 class SegModel(nn.Module):
-    "ViT backbone, feature pyramid `neck` (reading `neck.layers`), decode `head` and optional `aux_head`; logits at the input size."
-    def __init__(self, backbone: VisionTransformer, neck: LLFPN, head: nn.Module, aux_head: nn.Module | None = None):
+    "ViT backbone, pyramid `neck` on `neck.layers`, decode `head`, optional `aux_head`; logits at input size."
+    def __init__(
+        self,
+        backbone: VisionTransformer,
+        neck: LLFPN,
+        head: nn.Module,
+        aux_head: nn.Module | None = None,  # trained beside `head`, not used at test time
+    ):
         super().__init__()
         self.backbone, self.neck, self.head, self.aux_head = backbone, neck, head, aux_head
 
@@ -130,13 +161,21 @@ class SegModel(nn.Module):
         if self.training and self.aux_head is not None: return out, resize(self.aux_head(feats), x.shape[-2:])
         return out
 
-def upernet(backbone: VisionTransformer, num_classes: int, channels: int, layers: Sequence[int] | None = None, aux_channels: int = 256) -> SegModel:
-    "The official fine-tuning model: `backbone`, LL-FPN on `layers` (default: last block), UperHead of `channels`, FCN auxiliary head."
+def upernet(
+    backbone: VisionTransformer,
+    num_classes: int,
+    channels: int,                         # of the UperHead
+    layers: Sequence[int] | None = None,   # LL-FPN's; None: the last block, four times
+    aux_channels: int = 256,               # of the FCN auxiliary head
+) -> SegModel:
+    "The official fine-tuning model: `backbone`, LL-FPN, UperHead and an FCN auxiliary head."
     dim = backbone.embed_dim
-    return SegModel(backbone, LLFPN(backbone, layers), UperHead(dim, channels, num_classes), FCNHead(dim, aux_channels, num_classes))
+    neck = LLFPN(backbone, layers)  # built first, then the heads: the order their weights are drawn in
+    head, aux = UperHead(dim, channels, num_classes), FCNHead(dim, aux_channels, num_classes)
+    return SegModel(backbone, neck, head, aux)
 
 def seg_loss(preds: Tensor | tuple[Tensor, Tensor], target: Tensor, aux_weight: float = 0.4) -> Tensor:
-    "mmseg's cross entropy (mean over all pixels, 255 ignored) of the main logits, plus `aux_weight` times that of the auxiliary ones."
+    "mmseg's cross entropy (mean over all pixels, 255 ignored): main logits plus `aux_weight` x the aux's."
     ce = lambda p: F.cross_entropy(p, target, ignore_index=IGNORE_INDEX, reduction="none").mean()
     if isinstance(preds, Tensor): return ce(preds)
     main, aux = preds
@@ -156,7 +195,8 @@ class LinearProbe(nn.Module):
         self.backbone, self.layers = backbone.requires_grad_(False).eval(), tuple(layers)
         check_layers(backbone, self.layers)
         dim = backbone.embed_dim * len(self.layers)
-        self.head = nn.Sequential(nn.BatchNorm2d(dim) if norm else nn.Identity(), _Classifier(dim, num_classes, 0.))
+        norm_layer = nn.BatchNorm2d(dim) if norm else nn.Identity()
+        self.head = nn.Sequential(norm_layer, _Classifier(dim, num_classes, 0.))
 
     def train(self, mode: bool = True):
         "Set the head's mode; the frozen backbone stays in eval mode."
@@ -170,14 +210,22 @@ class LinearProbe(nn.Module):
         return resize(self.head(feats), x.shape[-2:])
 
 # %% ../nbs/09_segment.ipynb #6ae75435
-def confusion_matrix(pred: Tensor, target: Tensor, num_classes: int, ignore_index: int = IGNORE_INDEX) -> Tensor:
-    "Counts `[K, K]` of (ground truth, prediction) pairs over the pixels whose `target` is not `ignore_index`."
+def confusion_matrix(
+    pred: Tensor,
+    target: Tensor,
+    num_classes: int,
+    ignore_index: int = IGNORE_INDEX,   # target pixels left out
+) -> Tensor:
+    "Counts `[K, K]` of (ground truth, prediction) pairs over the pixels whose `target` is not ignored."
     keep = target != ignore_index
     t, p = target[keep].long(), pred[keep].long()
-    if t.numel() and (t.min() < 0 or t.max() >= num_classes): raise ValueError(
-        f"target holds labels outside 0..{num_classes - 1} and {ignore_index}: {sorted(set(t.unique().tolist()) - set(range(num_classes)))}")
-    if p.numel() and (p.min() < 0 or p.max() >= num_classes): raise ValueError(f"prediction holds labels outside 0..{num_classes - 1}")
-    return torch.bincount(t * num_classes + p, minlength=num_classes ** 2).reshape(num_classes, num_classes).cpu()
+    if t.numel() and (t.min() < 0 or t.max() >= num_classes):
+        outside = sorted(set(t.unique().tolist()) - set(range(num_classes)))
+        raise ValueError(f"target holds labels outside 0..{num_classes - 1} and {ignore_index}: {outside}")
+    if p.numel() and (p.min() < 0 or p.max() >= num_classes):
+        raise ValueError(f"prediction holds labels outside 0..{num_classes - 1}")
+    counts = torch.bincount(t * num_classes + p, minlength=num_classes ** 2)
+    return counts.reshape(num_classes, num_classes).cpu()
 
 def iou_per_class(conf: Tensor) -> np.ndarray:
     "Intersection over union of each class; NaN for a class absent from both ground truth and prediction."
@@ -191,9 +239,10 @@ def mean_iou(conf: Tensor) -> float:
 
 # %% ../nbs/09_segment.ipynb #27a88aee
 def slide_windows(h: int, w: int, crop: int | tuple, stride: int | tuple) -> list[tuple[int, int, int, int]]:
-    "mmseg's windows `(y1, y2, x1, x2)` of size `crop`, `stride` apart, the last ones aligned to the border of an `h` x `w` image."
+    "mmseg's windows `(y1, y2, x1, x2)` of size `crop`, `stride` apart, the last on the `h` x `w` border."
     (ch, cw), (sh, sw) = to_2tuple(crop), to_2tuple(stride)
-    if min(ch, cw, sh, sw) < 1: raise ValueError(f"crop and stride must be positive, got crop {crop} and stride {stride}")
+    if min(ch, cw, sh, sw) < 1:
+        raise ValueError(f"crop and stride must be positive, got crop {crop} and stride {stride}")
     wins = []
     for i in range(max(h - ch + sh - 1, 0) // sh + 1):
         for j in range(max(w - cw + sw - 1, 0) // sw + 1):
@@ -201,8 +250,14 @@ def slide_windows(h: int, w: int, crop: int | tuple, stride: int | tuple) -> lis
             wins.append((max(y2 - ch, 0), y2, max(x2 - cw, 0), x2))
     return wins
 
-def slide_inference(model: nn.Module, img: Tensor, num_classes: int, crop: int | tuple, stride: int | tuple) -> Tensor:
-    "Logits `[B, K, H, W]` of `img` averaged over mmseg's sliding windows (windows smaller than `crop` padded, then cropped back)."
+def slide_inference(
+    model: nn.Module,
+    img: Tensor,           # [B, C, H, W]
+    num_classes: int,
+    crop: int | tuple,     # window size
+    stride: int | tuple,
+) -> Tensor:
+    "Logits `[B, K, H, W]` averaged over mmseg's sliding windows (short windows padded, then cropped back)."
     ch, cw = to_2tuple(crop)
     B, _, H, W = img.shape
     logits, count = img.new_zeros(B, num_classes, H, W), img.new_zeros(1, 1, H, W)
@@ -213,8 +268,14 @@ def slide_inference(model: nn.Module, img: Tensor, num_classes: int, crop: int |
     return logits / count
 
 # %% ../nbs/09_segment.ipynb #48e0cae0
-def evaluate(model: nn.Module, dl, num_classes: int, crop: int | tuple, stride: int | tuple) -> dict:
-    "mmseg's mIoU of `model` on the full images of `dl` with sliding-window inference (under torchrun each rank scores its share): `miou`, per-class `iou`, `conf`."
+def evaluate(
+    model: nn.Module,
+    dl,                    # full test images, one per batch
+    num_classes: int,
+    crop: int | tuple,     # sliding window
+    stride: int | tuple,
+) -> dict:
+    "mmseg's `miou`, per-class `iou` and confusion matrix `conf` of `model` on `dl`, by sliding windows."
     device, was_training = next(model.parameters()).device, model.training
     conf = torch.zeros(num_classes, num_classes, dtype=torch.long)
     model.eval()
@@ -229,35 +290,55 @@ def evaluate(model: nn.Module, dl, num_classes: int, crop: int | tuple, stride: 
 
 # %% ../nbs/09_segment.ipynb #e65f24de
 class SkipValidation(Callback):
-    "Cancel fastai's per-epoch validation: the test set is scored afterwards by `evaluate`, with sliding windows."
+    "Cancel fastai's per-epoch validation: `evaluate` scores the test set afterwards, with sliding windows."
     def before_validate(self): raise CancelValidException()
 
-def _seg_learner(model: nn.Module, dls: DataLoaders, recipe: SegRecipe, dataset: str, groups: list[dict]) -> tuple[Learner, int]:
-    "A Learner over parameter `groups` with the recipe's AdamW and warm-up + poly schedule, and the epochs to fit."
+def _seg_learner(
+    model: nn.Module,
+    dls: DataLoaders,
+    recipe: SegRecipe,
+    dataset: str,          # names the recipe's iterations
+    groups: list[dict],    # parameter groups (`param_groups`)
+) -> tuple[Learner, int]:
+    "A Learner over `groups` with the recipe's AdamW and warm-up + poly schedule, and the epochs to fit."
     iters, warmup = recipe.schedule(dataset)
     epochs = epochs_for(iters, len(dls.train))
     total = epochs * len(dls.train)
-    if not 0 <= warmup < total: raise ValueError(f"{dataset}: warm-up of {warmup} iterations must be shorter than the {total} iterations run")
+    if not 0 <= warmup < total: raise ValueError(
+        f"{dataset}: warm-up of {warmup} iterations must be shorter than the {total} iterations run")
+    schedule = warmup_poly(group_lrs(groups, recipe.lr), warmup / total)
     learn = Learner(dls, model, loss_func=seg_loss, opt_func=adamw(recipe.betas), splitter=lambda m: groups,
-                    cbs=[NaNGuard(), SkipValidation(), warmup_poly(group_lrs(groups, recipe.lr), warmup / total)])
+                    cbs=[NaNGuard(), SkipValidation(), schedule])
     return learn, epochs
 
-def finetune_learner(model: SegModel, dls: DataLoaders, recipe: SegRecipe, dataset: str) -> tuple[Learner, int]:
+def finetune_learner(model: SegModel, dls: DataLoaders, recipe: SegRecipe, dataset: str) -> tuple:
     "Fine-tuning Learner for `model` (layer decay over the backbone depth) and its epochs for `dataset`."
-    groups = param_groups(model, recipe.weight_decay, layer_decay=recipe.layer_decay, num_layers=len(model.backbone.blocks))
+    depth = len(model.backbone.blocks)
+    groups = param_groups(model, recipe.weight_decay, layer_decay=recipe.layer_decay, num_layers=depth)
     return _seg_learner(model, dls, recipe, dataset, groups)
 
-def probe_learner(probe: LinearProbe, dls: DataLoaders, recipe: SegRecipe, dataset: str) -> tuple[Learner, int]:
+def probe_learner(probe: LinearProbe, dls: DataLoaders, recipe: SegRecipe, dataset: str) -> tuple:
     "Linear-probing Learner for `probe` (its head only, one lr, all decayed) and its epochs for `dataset`."
     groups = param_groups(probe, recipe.weight_decay, no_decay_1d=False)  # mmcv's default constructor
     return _seg_learner(probe, dls, recipe, dataset, groups)
 
-def train_segmenter(model: nn.Module, dls: DataLoaders, recipe: SegRecipe, dataset: str, layer_decay: bool, quiet: bool = True,
-                    checkpoint: Path | None = None, amp: str | None = None, compile: bool = False) -> dict:
-    "Fine-tune (`layer_decay`) or linear-probe `model` for the recipe's iterations (see `fit_resumable` for the options); what was run and the loss per epoch."
+def train_segmenter(
+    model: nn.Module,
+    dls: DataLoaders,
+    recipe: SegRecipe,
+    dataset: str,
+    layer_decay: bool,                # fine-tune with layer decay; False: linear-probe
+    quiet: bool = True,               # no progress bar
+    checkpoint: Path | None = None,   # resume file (see `fit_resumable`)
+    amp: str | None = None,
+    compile: bool = False,
+) -> dict:
+    "Fine-tune or linear-probe `model` for the recipe's iterations; what was run and the loss per epoch."
     learn, epochs = (finetune_learner if layer_decay else probe_learner)(model, dls, recipe, dataset)
-    fit = fit_resumable(learn, epochs, checkpoint, f"{'ft' if layer_decay else 'lp'}_{dataset}", progress=not quiet, amp=amp, compile=compile)
-    return dict(epochs=epochs, iterations=epochs * len(dls.train), train_loss=fit["losses"][-1], epoch_losses=fit["losses"], resumed_from=fit["resumed_from"])
+    name = f"{'ft' if layer_decay else 'lp'}_{dataset}"
+    fit = fit_resumable(learn, epochs, checkpoint, name, progress=not quiet, amp=amp, compile=compile)
+    return dict(epochs=epochs, iterations=epochs * len(dls.train), train_loss=fit["losses"][-1],
+                epoch_losses=fit["losses"], resumed_from=fit["resumed_from"])
 
 # %% ../nbs/09_segment.ipynb #2b4bf357
 def predict_items(
@@ -269,7 +350,8 @@ def predict_items(
     num_classes: int,
 ) -> list[dict]:
     "Per item of `idxs`: its `index`, raw `image`, ground-truth `mask` and sliding-window `pred` (uint8)."
-    if num_classes > IGNORE_INDEX: raise ValueError(f"{num_classes} classes do not fit a uint8 mask beside {IGNORE_INDEX}")
+    if num_classes > IGNORE_INDEX:
+        raise ValueError(f"{num_classes} classes do not fit a uint8 mask beside {IGNORE_INDEX}")
     device, was_training = next(model.parameters()).device, model.training
     items = []
     model.eval()
@@ -278,8 +360,9 @@ def predict_items(
             for i in idxs:
                 img, mask = ds[i]
                 logits = slide_inference(model, img[None].to(device), num_classes, crop, stride)
-                items.append(dict(index=int(i), image=torch.from_numpy(ds.load(i)[0]), mask=mask.to(torch.uint8),
-                                  pred=logits.argmax(1)[0].to(torch.uint8).cpu()))
+                pred = logits.argmax(1)[0].to(torch.uint8).cpu()
+                image = torch.from_numpy(ds.load(i)[0])
+                items.append(dict(index=int(i), image=image, mask=mask.to(torch.uint8), pred=pred))
     finally: model.train(was_training)
     return items
 
@@ -317,8 +400,9 @@ def plot_predictions(
     num_classes: int,
 ) -> plt.Figure:
     "Rows of test image | ground truth | sliding-window prediction for the items `idxs` of `ds`."
-    rows = [(f"{ds.spec.name} test image {it['index']}", it["image"], {"ground truth": it["mask"], "prediction": it["pred"]})
-            for it in predict_items(model, ds, idxs, crop, stride, num_classes)]
+    items = predict_items(model, ds, idxs, crop, stride, num_classes)
+    masks = lambda it: {"ground truth": it["mask"], "prediction": it["pred"]}
+    rows = [(f"{ds.spec.name} test image {it['index']}", it["image"], masks(it)) for it in items]
     return plot_mask_rows(rows, num_classes)
 
 # %% ../nbs/09_segment.ipynb #a7228922

@@ -31,27 +31,31 @@ from .distributed import barrier, training_dataloaders
 from .files import atomic_torch_save, atomic_write_text, held_lock, remove_file, stable_hash
 from .infmix import InfMixSpec, build_infmix, load_image
 from .synthetic import sizes_key, generate_embedded
-from .training import NaNGuard, accumulation, adamw, fit_resumable, group_lrs, official_lr, param_groups, split_batch, warmup_cosine
+from .training import (NaNGuard, accumulation, adamw, fit_resumable, group_lrs, official_lr, param_groups,
+                              split_batch, warmup_cosine)
 
 # %% ../nbs/07_teacher.ipynb #473d52d9
 def read_checkpoint(path: Path) -> dict:
-    "The object saved in the local file `path`, read on the CPU with `weights_only=True`; errors name the file."
+    "The object saved in the local file `path`, read on the CPU with `weights_only=True`; errors name it."
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"checkpoint {path} is a folder: give the checkpoint file inside it")
     if not path.is_file(): raise FileNotFoundError(f"checkpoint {path} does not exist")
     try:
-        with torch.serialization.safe_globals([argparse.Namespace]): obj = torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals([argparse.Namespace]):  # MAE's checkpoints keep their args
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as e:
-        raise ValueError(f"{path} is not a checkpoint torch can read with weights_only=True (a corrupt file, or one that pickles "
-                         f"objects other than tensors: extract its state dict where you trust the file): {e}") from e
-    if not isinstance(obj, dict): raise ValueError(f"{path} holds a {type(obj).__name__}, not a dict of weights")
+        raise ValueError(f"{path} is not a checkpoint torch can read with weights_only=True (a corrupt file, "
+                         f"or one that pickles objects other than tensors: extract its state dict where you "
+                         f"trust the file): {e}") from e
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path} holds a {type(obj).__name__}, not a dict of weights")
     return obj
 
 # %% ../nbs/07_teacher.ipynb #bb3ec244
 @dataclass(frozen=True)
 class CheckpointFormat:
-    "Where a format keeps its state dict (`None`: the file is one) and which key prefixes are not the backbone."
+    "Where a format keeps its state dict (`None`: the file is one), and the prefixes of keys not the backbone's."
     containers: tuple
     drop: tuple
 
@@ -60,15 +64,16 @@ CHECKPOINT_FORMATS = {
     "dino": CheckpointFormat(("teacher", "state_dict", None), ("head.",)),
     "ibot": CheckpointFormat(("teacher", "state_dict", None), ("head.", "masked_embed")),
     "deit": CheckpointFormat(("model",), ("head.", "head_dist.", "dist_token")),
-    "unip": CheckpointFormat(("model", "state_dict", "module", None), ()),  # released UNIP students (official weights notebook)
+    "unip": CheckpointFormat(("model", "state_dict", "module", None), ()),  # the released UNIP students
 }
-CHECKPOINT_FORMATS["auto"] = CheckpointFormat(("model", "teacher", "state_dict", None),
-                                              tuple(dict.fromkeys(p for f in CHECKPOINT_FORMATS.values() for p in f.drop)))
+_known_extras = tuple(dict.fromkeys(p for f in CHECKPOINT_FORMATS.values() for p in f.drop))
+CHECKPOINT_FORMATS["auto"] = CheckpointFormat(("model", "teacher", "state_dict", None), _known_extras)
 STRIP_PREFIXES = ("module.", "backbone.")
 
 def checkpoint_format(source: str) -> CheckpointFormat:
     "The `CheckpointFormat` called `source`, or an error listing the known ones."
-    if source not in CHECKPOINT_FORMATS: raise ValueError(f"unknown checkpoint source {source!r}; choose one of {', '.join(CHECKPOINT_FORMATS)}")
+    if source not in CHECKPOINT_FORMATS:
+        raise ValueError(f"unknown checkpoint source {source!r}; choose one of {', '.join(CHECKPOINT_FORMATS)}")
     return CHECKPOINT_FORMATS[source]
 
 def strip_prefixes(key: str, prefixes: tuple = STRIP_PREFIXES) -> str:
@@ -77,7 +82,7 @@ def strip_prefixes(key: str, prefixes: tuple = STRIP_PREFIXES) -> str:
     return key
 
 def extract_state_dict(obj: dict, source: str = "auto", name: str = "checkpoint") -> dict:
-    "The backbone state dict inside checkpoint `obj` of format `source`, prefixes stripped; errors name `name`."
+    "The backbone state dict in checkpoint `obj` of format `source`, prefixes stripped; errors name `name`."
     fmt = checkpoint_format(source)
     for c in fmt.containers:
         sd = obj if c is None else obj.get(c)
@@ -89,7 +94,7 @@ def extract_state_dict(obj: dict, source: str = "auto", name: str = "checkpoint"
 # %% ../nbs/07_teacher.ipynb #2fae9c05
 @dataclass(frozen=True)
 class LoadReport:
-    "What `load_vit_checkpoint` did with a file: keys missing from it, unexpected in it, dropped as known extras, resampled."
+    "What `load_vit_checkpoint` did with a file: keys missing, unexpected, dropped as known extras, resampled."
     path: str
     missing: tuple
     unexpected: tuple
@@ -97,19 +102,27 @@ class LoadReport:
     resized: tuple  # (key, shape in the file, shape in the model)
 
 def _fit_pos_embed(pe: Tensor, model: VisionTransformer, name: str) -> Tensor:
-    "`pe` resampled to the model's patch grid (prefix positions kept), or an error when its patch positions are not a square grid."
+    "`pe` resampled to the model's patch grid (prefix positions kept); an error if its patches are not a square."
     prefix = 0 if model.no_embed_class else model.num_prefix_tokens
     n = pe.shape[1] - prefix
     side = math.isqrt(max(n, 0))
-    if side * side != n: raise ValueError(f"{name}: pos_embed of shape {tuple(pe.shape)} has {n} patch positions, not a square grid")
-    return resample_abs_pos_embed(pe, new_size=list(model.patch_embed.grid_size), old_size=[side, side], num_prefix_tokens=prefix)
+    if side * side != n:
+        raise ValueError(f"{name}: pos_embed of shape {tuple(pe.shape)} has {n} patch positions, "
+                         "not a square grid")
+    grid = list(model.patch_embed.grid_size)
+    return resample_abs_pos_embed(pe, new_size=grid, old_size=[side, side], num_prefix_tokens=prefix)
 
 def _blocks_in(sd: dict) -> set[int]:
     "The 0-based block indices that keys `blocks.<i>.*` of state dict `sd` name."
     return {int(k.split(".")[1]) for k in sd if k.startswith("blocks.") and k.split(".")[1].isdigit()}
 
-def load_vit_checkpoint(model: VisionTransformer, path: Path, source: str = "auto", obj: dict | None = None) -> LoadReport:
-    "Load the official checkpoint file `path` (MAE, DINO, iBOT, DeiT or timm layout; `obj` if already read) into `model`; refuse shapes that do not fit."
+def load_vit_checkpoint(
+    model: VisionTransformer,
+    path: Path,
+    source: str = "auto",     # a `CHECKPOINT_FORMATS` key: mae, dino, ibot, deit, unip or auto
+    obj: dict | None = None,  # the file's content, if already read
+) -> LoadReport:
+    "Load an official checkpoint (MAE, DINO, iBOT, DeiT or timm layout) into `model`; refuse what does not fit."
     sd = extract_state_dict(read_checkpoint(path) if obj is None else obj, source, str(path))
     fmt, target = checkpoint_format(source), model.state_dict()
     ignored = [k for k in sd if k.startswith(fmt.drop)]
@@ -129,38 +142,49 @@ def load_vit_checkpoint(model: VisionTransformer, path: Path, source: str = "aut
     if deeper: warnings.warn(f"{path} holds {max(deeper) + 1} blocks and the model {len(model.blocks)}: "
                              f"blocks {len(model.blocks) + 1}..{max(deeper) + 1} are not loaded "
                              "(a deeper model's checkpoint?)")
-    bad = [f"{k}: {tuple(v.shape)} in the file, {tuple(target[k].shape)} in the model" for k, v in matched.items() if v.shape != target[k].shape]
-    if bad: raise ValueError(f"{path} does not fit the model (a checkpoint of another architecture?): {'; '.join(bad[:3])}"
-                             + (f"; and {len(bad) - 3} more" if len(bad) > 3 else ""))
+    bad = [f"{k}: {tuple(v.shape)} in the file, {tuple(target[k].shape)} in the model"
+           for k, v in matched.items() if v.shape != target[k].shape]
+    if bad: raise ValueError(f"{path} does not fit the model (a checkpoint of another architecture?): "
+                             f"{'; '.join(bad[:3])}" + (f"; and {len(bad) - 3} more" if len(bad) > 3 else ""))
     nonfinite = (k for k, v in matched.items() if v.is_floating_point() and not torch.isfinite(v).all())
     broken = next(nonfinite, None)
     if broken: raise ValueError(f"{path}: tensor {broken} holds NaN or infinite values "
                                 "(a damaged file, or saved from a diverged run)")
     res = model.load_state_dict(matched, strict=False)
-    return LoadReport(str(path), tuple(res.missing_keys), tuple(sorted(set(sd) - set(target))), tuple(ignored), tuple(resized))
+    unexpected = tuple(sorted(set(sd) - set(target)))
+    return LoadReport(str(path), tuple(res.missing_keys), unexpected, tuple(ignored), tuple(resized))
 
 # %% ../nbs/07_teacher.ipynb #d5711402
-def load_teacher(arch: str | dict, img_size: int, path: Path, source: str = "auto", **kwargs) -> VisionTransformer:
-    "`create_vit(arch, img_size)` with the checkpoint `path` loaded; an error if the file leaves any model weight missing."
+def load_teacher(
+    arch: str | dict,
+    img_size: int,
+    path: Path,
+    source: str = "auto",   # the checkpoint's format (`load_vit_checkpoint`)
+    **kwargs,               # to `create_vit`
+) -> VisionTransformer:
+    "`create_vit(arch, img_size)` with the checkpoint `path` loaded; an error if it leaves a weight missing."
     model = create_vit(arch, img_size, **kwargs)
     report = load_vit_checkpoint(model, path, source)
-    if report.missing: raise ValueError(f"teacher checkpoint {path} lacks {list(report.missing)[:6]} of {arch}"
-                                        + (" (an average-pooled checkpoint: pass global_pool='avg')" if "norm.weight" in report.missing else ""))
+    if report.missing:
+        pooled = "norm.weight" in report.missing  # the final norm of a global-pool checkpoint is fc_norm
+        hint = " (an average-pooled checkpoint: pass global_pool='avg')" if pooled else ""
+        raise ValueError(f"teacher checkpoint {path} lacks {list(report.missing)[:6]} of {arch}{hint}")
     return model.eval()
 
 # %% ../nbs/07_teacher.ipynb #596942a2
 def sincos_pos_embed(grid: tuple, dim: int, prefix: int = 1) -> Tensor:
-    "Fixed 2-D sin-cos position embedding `[1, prefix + H*W, dim]` for a `grid` of patches, zeros at the prefix positions."
+    "Fixed 2-D sin-cos position embedding `[1, prefix + H*W, dim]` of a patch `grid`, zeros at prefix positions."
     return torch.cat([torch.zeros(prefix, dim), build_sincos2d_pos_embed(list(grid), dim)])[None]
 
 def fix_sincos_pos_embed(vit: VisionTransformer) -> VisionTransformer:
-    "Set `vit.pos_embed` to the fixed sin-cos table (zeros for prefix tokens) and freeze it, as MAE and the UNIP student do."
-    with torch.no_grad(): vit.pos_embed.copy_(sincos_pos_embed(vit.patch_embed.grid_size, vit.embed_dim, vit.num_prefix_tokens))
+    "Set `vit.pos_embed` to the fixed sin-cos table and freeze it, as MAE and the UNIP student do."
+    table = sincos_pos_embed(vit.patch_embed.grid_size, vit.embed_dim, vit.num_prefix_tokens)
+    with torch.no_grad(): vit.pos_embed.copy_(table)
     vit.pos_embed.requires_grad_(False)
     return vit
 
 def random_masking(x: Tensor, mask_ratio: float) -> tuple[Tensor, Tensor, Tensor]:
-    "Per-sample random masking of tokens `x` `[B, N, D]`: the kept tokens, the mask (1 = removed) and the indices that undo the shuffle."
+    "Per-sample random masking of `x` `[B, N, D]`: kept tokens, mask (1 = removed), indices undoing the shuffle."
     B, N, D = x.shape
     keep = int(N * (1 - mask_ratio))
     ids_shuffle = torch.rand(B, N, device=x.device).argsort(1)
@@ -184,20 +208,27 @@ def _init_patch_and_cls(vit: VisionTransformer):
     nn.init.normal_(vit.cls_token, std=0.02)
 
 def mae_init_vit(vit: VisionTransformer) -> VisionTransformer:
-    "`vit` initialised as MAE and UNIP initialise their ViTs: xavier-uniform linear layers, unit LayerNorms, patch embedding as a linear layer, class token N(0, 0.02)."
+    "`vit` initialised as MAE and UNIP do it: xavier-uniform linear layers and patch embedding, unit LayerNorms."
     vit.apply(_mae_init)
     _init_patch_and_cls(vit)
     return vit
 
 # %% ../nbs/07_teacher.ipynb #b277c32f
 class MAE(nn.Module):
-    "Masked autoencoder around a timm ViT `encoder`: `forward` gives (pixel predictions, mask), `loss` the masked MSE."
-    def __init__(self, encoder: VisionTransformer, decoder_dim: int = 512, decoder_depth: int = 8, decoder_heads: int = 16,
-                 mask_ratio: float = 0.75, norm_pix_loss: bool = True):
+    "Masked autoencoder around a timm ViT `encoder`: `forward` gives (predictions, mask), `loss` the masked MSE."
+    def __init__(
+        self,
+        encoder: VisionTransformer,
+        decoder_dim: int = 512,
+        decoder_depth: int = 8,
+        decoder_heads: int = 16,
+        mask_ratio: float = 0.75,    # share of patches hidden from the encoder
+        norm_pix_loss: bool = True,  # targets normalised per patch
+    ):
         super().__init__()
         if encoder.cls_token is None or encoder.num_prefix_tokens != 1 or encoder.no_embed_class:
-            raise ValueError("MAE needs a ViT with one class token whose position is in pos_embed "
-                             f"(got {encoder.num_prefix_tokens} prefix tokens, no_embed_class={encoder.no_embed_class})")
+            raise ValueError("MAE needs a ViT with one class token whose position is in pos_embed (got "
+                             f"{encoder.num_prefix_tokens} prefix tokens, no_embed_class={encoder.no_embed_class})")
         if not 0 <= mask_ratio < 1: raise ValueError(f"mask_ratio must be in [0, 1), got {mask_ratio}")
         self.encoder, self.mask_ratio, self.norm_pix_loss = encoder, mask_ratio, norm_pix_loss
         grid, self.patch_size = encoder.patch_embed.grid_size, encoder.patch_embed.patch_size[0]
@@ -205,8 +236,9 @@ class MAE(nn.Module):
         self.decoder_embed = nn.Linear(encoder.embed_dim, decoder_dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_dim))
         self.decoder_pos_embed = nn.Parameter(sincos_pos_embed(grid, decoder_dim), requires_grad=False)
-        self.decoder_blocks = nn.Sequential(*[Block(decoder_dim, decoder_heads, qkv_bias=True, norm_layer=partial(nn.LayerNorm, eps=1e-6))
-                                              for _ in range(decoder_depth)])
+        norm = partial(nn.LayerNorm, eps=1e-6)
+        block = lambda: Block(decoder_dim, decoder_heads, qkv_bias=True, norm_layer=norm)
+        self.decoder_blocks = nn.Sequential(*[block() for _ in range(decoder_depth)])
         self.decoder_norm = nn.LayerNorm(decoder_dim, eps=1e-6)
         self.decoder_pred = nn.Linear(decoder_dim, self.patch_size ** 2 * 3)
         self.apply(_mae_init)
@@ -237,20 +269,23 @@ class MAE(nn.Module):
     def patchify(self, imgs: Tensor) -> Tensor:
         "Images `[B, 3, H, W]` as patches `[B, N, patch² x 3]`, in MAE's pixel order."
         p, (B, C, H, W) = self.patch_size, imgs.shape
-        return imgs.reshape(B, C, H // p, p, W // p, p).permute(0, 2, 4, 3, 5, 1).reshape(B, (H // p) * (W // p), p * p * C)
+        grid = imgs.reshape(B, C, H // p, p, W // p, p).permute(0, 2, 4, 3, 5, 1)  # [B, h, w, p, p, C]
+        return grid.reshape(B, (H // p) * (W // p), p * p * C)
 
     def loss(self, out: tuple[Tensor, Tensor], imgs: Tensor) -> Tensor:
         "Mean squared error on the masked patches, against per-patch normalised pixels when `norm_pix_loss`."
         pred, mask = out
         target = self.patchify(imgs)
-        if self.norm_pix_loss: target = (target - target.mean(-1, keepdim=True)) / (target.var(-1, keepdim=True) + 1e-6) ** 0.5
+        if self.norm_pix_loss:
+            target = (target - target.mean(-1, keepdim=True)) / (target.var(-1, keepdim=True) + 1e-6) ** 0.5
         return (((pred - target) ** 2).mean(-1) * mask).sum() / mask.sum()
 
 # %% ../nbs/07_teacher.ipynb #eaefb0e1
 def mae_transform(size: int) -> transforms.Compose:
     "facebookresearch/mae's pre-training transform at `size` pixels."
-    return transforms.Compose([transforms.RandomResizedCrop(size, scale=(0.2, 1.0), interpolation=InterpolationMode.BICUBIC),
-                               transforms.RandomHorizontalFlip(), transforms.ToTensor(), transforms.Normalize(IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD)])
+    crop = transforms.RandomResizedCrop(size, scale=(0.2, 1.0), interpolation=InterpolationMode.BICUBIC)
+    normalise = transforms.Normalize(IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD)
+    return transforms.Compose([crop, transforms.RandomHorizontalFlip(), transforms.ToTensor(), normalise])
 
 def _autoencoder_item(path: str, tf) -> tuple[Tensor, Tensor]:
     "An image transformed once, as both input and target."
@@ -258,32 +293,41 @@ def _autoencoder_item(path: str, tf) -> tuple[Tensor, Tensor]:
     return x, x
 
 def mae_dataloaders(paths: list, size: int, bs: int, num_workers: int = 0) -> DataLoaders:
-    "Shuffled full batches of `(image, image)` from image files `paths` (read by `num_workers` processes), and an empty validation loader."
-    dls = training_dataloaders(list(paths), bs, after_item=partial(_autoencoder_item, tf=mae_transform(size)), num_workers=num_workers)
-    if len(dls.train) == 0: raise ValueError(f"{len(paths)} images make no full batch of {bs}: generate more embedded data or lower the batch size")
+    "Shuffled full batches of `(image, image)` from the files `paths`, and an empty validation loader."
+    item = partial(_autoencoder_item, tf=mae_transform(size))
+    dls = training_dataloaders(list(paths), bs, after_item=item, num_workers=num_workers)
+    if len(dls.train) == 0: raise ValueError(
+        f"{len(paths)} images make no full batch of {bs}: generate more embedded data or lower the batch size")
     return dls
 
 def mae_decoder_args(embed_dim: int) -> dict:
-    "This project's MAE decoder for an encoder of width `embed_dim`: 2/3 of its width (a multiple of 32), 4 blocks, heads of 32 channels."
+    "This project's MAE decoder for an encoder of width `embed_dim`: 2/3 its width (x 32), 4 blocks, heads of 32."
     dim = max(32, 32 * round(embed_dim * 2 / 3 / 32))
     return dict(decoder_dim=dim, decoder_depth=4, decoder_heads=dim // 32)
 
 # %% ../nbs/07_teacher.ipynb #5b16cb8a
 def mae_learner(mae: MAE, dls: DataLoaders, recipe: PretrainRecipe) -> Learner:
-    "A fastai `Learner` training `mae` with the official optimiser of `recipe` (the schedule comes with `fit_mae`)."
+    "A fastai `Learner` training `mae` with the official optimiser of `recipe` (`fit_mae` brings the schedule)."
     cbs = [NaNGuard(), *accumulation(recipe)]
-    learn = Learner(dls, mae, loss_func=mae.loss, opt_func=adamw(recipe.betas), splitter=partial(param_groups, weight_decay=recipe.weight_decay), cbs=cbs)
+    groups = partial(param_groups, weight_decay=recipe.weight_decay)
+    learn = Learner(dls, mae, loss_func=mae.loss, opt_func=adamw(recipe.betas), splitter=groups, cbs=cbs)
     learn.recorder.valid_metrics = False
     return learn
 
-def fit_mae(learn: Learner, recipe: PretrainRecipe, progress: bool = True, checkpoint: Path | None = None) -> dict:
-    "Train for `recipe.epochs` with the linear-scaled lr, warm-up then cosine decay per group, resuming from `checkpoint`; the losses per epoch."
+def fit_mae(
+    learn: Learner,
+    recipe: PretrainRecipe,
+    progress: bool = True,
+    checkpoint: Path | None = None,   # resume file (see `fit_resumable`)
+) -> dict:
+    "Train with the linear-scaled lr, warm-up then cosine decay, resuming if it can; the losses per epoch."
     lrs = group_lrs(param_groups(learn.model, recipe.weight_decay), official_lr(recipe.blr, recipe.batch_size))
-    return fit_resumable(learn, recipe.epochs, checkpoint, "teacher", progress, cbs=[warmup_cosine(lrs, recipe.warmup_epochs / recipe.epochs)])
+    schedule = warmup_cosine(lrs, recipe.warmup_epochs / recipe.epochs)
+    return fit_resumable(learn, recipe.epochs, checkpoint, "teacher", progress, cbs=[schedule])
 
 @torch.no_grad()
 def mae_probe_loss(mae: MAE, imgs: Tensor, seed: int = 0) -> float:
-    "MAE loss of `imgs` (moved to the model's device) in eval mode with masks drawn from `seed`, leaving the global random state as it was."
+    "MAE loss of `imgs` in eval mode, masks drawn from `seed`; the global random state is left as it was."
     was_training, imgs = mae.training, imgs.to(next(mae.parameters()).device)
     mae.eval()
     with torch.random.fork_rng():
@@ -297,14 +341,15 @@ TEACHER_VERSION = 2  # bump when a change to this notebook changes the trained w
 MASK_RATIO, NORM_PIX_LOSS, PROBE_IMAGES = 0.75, True, 16
 
 def teacher_config(preset: Preset) -> dict:
-    "Everything that shapes the MAE teacher of `preset`, as JSON-ready data; an error for presets that load official weights."
+    "Everything that shapes the MAE teacher of `preset`, as JSON-ready data; an error for official weights."
     if preset.teacher_pretrain is None or preset.embedded is None:
         raise ValueError(f"preset {preset.name!r} has no MAE pre-training (teacher_pretrain or embedded is None): "
                          "its teacher is an official checkpoint, see `teacher_for`")
     width = create_vit(preset.teacher_arch, preset.img_size).embed_dim
-    return dict(arch=preset.teacher_arch, img_size=preset.img_size, recipe=asdict(preset.teacher_pretrain), embedded=asdict(preset.embedded),
-                data_seed=preset.data_seed, data_key=sizes_key(preset.embedded, preset.data_seed),
-                mae=dict(mae_decoder_args(width), mask_ratio=MASK_RATIO, norm_pix_loss=NORM_PIX_LOSS), version=TEACHER_VERSION,
+    mae = dict(mae_decoder_args(width), mask_ratio=MASK_RATIO, norm_pix_loss=NORM_PIX_LOSS)
+    return dict(arch=preset.teacher_arch, img_size=preset.img_size, recipe=asdict(preset.teacher_pretrain),
+                embedded=asdict(preset.embedded), data_seed=preset.data_seed,
+                data_key=sizes_key(preset.embedded, preset.data_seed), mae=mae, version=TEACHER_VERSION,
                 **preset.changed("num_workers"))  # workers draw other augmentations
 
 def teacher_key(preset: Preset) -> str:
@@ -313,29 +358,33 @@ def teacher_key(preset: Preset) -> str:
 
 # %% ../nbs/07_teacher.ipynb #beb735dc
 def init_mae(preset: Preset) -> MAE:
-    "The MAE of `preset`'s teacher at step 0: seeds every generator with the data seed, then builds and initialises it."
+    "The MAE of `preset`'s teacher at step 0: every generator seeded with the data seed, then built."
     cfg = teacher_config(preset)
     set_seed(preset.data_seed, reproducible=True)
     return MAE(create_vit(preset.teacher_arch, preset.img_size), **cfg["mae"])
 
 def pretrain_teacher(preset: Preset, data_root: Path, cache_dir: Path, progress: bool = True) -> Path:
-    "The cached MAE teacher of the embedded `preset` (its encoder's state dict), pre-training it first (or resuming it) if needed."
+    "The file of the embedded `preset`'s cached MAE teacher (its encoder), pre-trained first if needed."
     out = Path(cache_dir)/"teacher"/f"{teacher_key(preset)}.pt"
     if out.is_file(): return out
     recipe = preset.teacher_pretrain
     root = generate_embedded(data_root, preset.embedded, preset.data_seed, progress)
     with held_lock(out.with_suffix(".lock")):
-        paths = build_infmix(InfMixSpec(in1k=root/"in1k", coco=root/"coco", gray=False), progress=progress)["path"]
+        rgb = InfMixSpec(in1k=root/"in1k", coco=root/"coco", gray=False)
+        paths = build_infmix(rgb, progress=progress)["path"]
         mae = init_mae(preset)
         dls = mae_dataloaders(paths, preset.img_size, split_batch(recipe), preset.num_workers)
         with torch.random.fork_rng():
             torch.manual_seed(preset.data_seed)
             probe = torch.stack([mae_transform(preset.img_size)(load_image(p)) for p in paths[:PROBE_IMAGES]])
-        before, start, checkpoint = mae_probe_loss(mae, probe), time.perf_counter(), out.with_suffix(".partial.pt")
+        before = mae_probe_loss(mae, probe)
+        start, checkpoint = time.perf_counter(), out.with_suffix(".partial.pt")
         fit = fit_mae(mae_learner(mae, dls, recipe), recipe, progress, checkpoint)
-        record = dict(key=out.stem, config=teacher_config(preset), images=len(paths), batches=len(dls.train) * recipe.epochs,
-                      wall_s=round(time.perf_counter() - start, 3), resumed_from_epoch=fit["resumed_from"], probe_loss_before=before,
-                      probe_loss_after=mae_probe_loss(mae, probe), train_loss=fit["losses"], final_loss=fit["losses"][-1])
+        record = dict(key=out.stem, config=teacher_config(preset), images=len(paths),
+                      batches=len(dls.train) * recipe.epochs, wall_s=round(time.perf_counter() - start, 3),
+                      resumed_from_epoch=fit["resumed_from"], probe_loss_before=before,
+                      probe_loss_after=mae_probe_loss(mae, probe), train_loss=fit["losses"],
+                      final_loss=fit["losses"][-1])
         atomic_write_text(out.with_suffix(".json"), json.dumps(record, indent=2))
         atomic_torch_save(mae.encoder.state_dict(), out)
         remove_file(checkpoint)
@@ -350,7 +399,7 @@ def teacher_record(path: Path) -> dict:
 
 # %% ../nbs/07_teacher.ipynb #7bc6740f
 def teacher_for(preset: Preset, settings: Settings, progress: bool = True) -> VisionTransformer:
-    "The teacher of `preset`: its cached MAE teacher when it has an MAE recipe, else `settings.ini`'s `teacher_checkpoint`."
+    "The teacher of `preset`: its cached MAE teacher if it has an MAE recipe, else `teacher_checkpoint`'s."
     path = (settings.path("teacher_checkpoint") if preset.teacher_pretrain is None
             else pretrain_teacher(preset, settings.data_root, settings.cache_dir, progress))
     return load_teacher(preset.teacher_arch, preset.img_size, path)

@@ -28,7 +28,7 @@ from .files import atomic_torch_save, failpoint, world
 EMBEDDING_NAMES = ("pos_embed", "cls_token", "reg_token", "mask_token")  # layer 0 under layer decay
 
 def layer_id(name: str, num_layers: int) -> int:
-    "Layer of parameter `name` for lr decay: 0 for embeddings and tokens, i+1 for `blocks.i`, num_layers+1 for the rest."
+    "Layer of parameter `name` for lr decay: 0 for embeddings and tokens, i+1 for `blocks.i`, then the top."
     parts = name.split(".")
     if parts[-1] in EMBEDDING_NAMES or "patch_embed" in parts: return 0
     if "blocks" in parts:
@@ -43,16 +43,19 @@ def param_groups(
     num_layers: int | None = None,     # the backbone depth, needed by layer_decay
     no_decay_1d: bool = True,          # no decay on biases and 1-D parameters (False: all decay)
 ) -> list[dict]:
-    "Trainable parameters of `model` in groups by (weight decay, lr scale), as the official optimisers build them."
-    if layer_decay is not None and num_layers is None: raise ValueError("layer_decay needs num_layers (the backbone depth)")
+    "Trainable parameters of `model` grouped by (weight decay, lr scale), as the official optimisers build them."
+    if layer_decay is not None and num_layers is None:
+        raise ValueError("layer_decay needs num_layers (the backbone depth)")
     groups = {}
     for name, p in model.named_parameters():
         if not p.requires_grad: continue
         no_wd = no_decay_1d and (p.ndim <= 1 or name.endswith(".bias"))
         lid = layer_id(name, num_layers) if layer_decay is not None else 0
         scale = layer_decay ** (num_layers + 1 - lid) if layer_decay is not None else 1.0
-        g = groups.setdefault((no_wd, lid), dict(params=[], names=[], weight_decay=0.0 if no_wd else weight_decay, lr_scale=scale))
-        g["params"].append(p); g["names"].append(name)
+        new = dict(params=[], names=[], weight_decay=0.0 if no_wd else weight_decay, lr_scale=scale)
+        g = groups.setdefault((no_wd, lid), new)
+        g["params"].append(p)
+        g["names"].append(name)
     if not groups: raise ValueError(f"{type(model).__name__} has no trainable parameters")
     return [groups[k] for k in sorted(groups)]
 
@@ -71,26 +74,30 @@ def official_lr(blr: float, batch_size: int) -> float:
 
 def warmup_cosine(lrs: np.ndarray, warmup_pct: float) -> ParamScheduler:
     "Linear warm-up from 0 over `warmup_pct` of training, then cosine decay to 0 (MAE / UNIP pre-training)."
-    return ParamScheduler({"lr": combine_scheds([warmup_pct, 1 - warmup_pct], [SchedLin(0 * lrs, lrs), SchedCos(lrs, 0 * lrs)])})
+    phases = [SchedLin(0 * lrs, lrs), SchedCos(lrs, 0 * lrs)]
+    return ParamScheduler({"lr": combine_scheds([warmup_pct, 1 - warmup_pct], phases)})
 
 def warmup_poly(lrs: np.ndarray, warmup_pct: float, power: float = 1.0) -> ParamScheduler:
     "Linear warm-up, then polynomial decay to 0 with `power` (mmseg's poly policy, UNIP fine-tuning)."
-    return ParamScheduler({"lr": combine_scheds([warmup_pct, 1 - warmup_pct], [SchedLin(0 * lrs, lrs), SchedPoly(lrs, 0 * lrs, power)])})
+    phases = [SchedLin(0 * lrs, lrs), SchedPoly(lrs, 0 * lrs, power)]
+    return ParamScheduler({"lr": combine_scheds([warmup_pct, 1 - warmup_pct], phases)})
 
 # %% ../nbs/06_training.ipynb #5d6c4d8c
 def epochs_for(iterations: int, batches_per_epoch: int) -> int:
     "Whole epochs covering at least `iterations` optimiser steps."
-    if batches_per_epoch < 1: raise ValueError("the training DataLoader yields no batch: fewer images than the batch size?")
+    if batches_per_epoch < 1:
+        raise ValueError("the training DataLoader yields no batch: fewer images than the batch size?")
     return max(1, math.ceil(iterations / batches_per_epoch))
 
 # %% ../nbs/06_training.ipynb #44d673b9
 def split_batch(recipe: PretrainRecipe) -> int:
-    "Images per forward pass on each rank: the effective batch over accumulation steps and ranks, or an error when it does not divide."
-    if recipe.batch_size % recipe.accum: raise ValueError(f"batch_size {recipe.batch_size} is not divisible by accum {recipe.accum}")
+    "Images per forward pass on each rank: the effective batch over accumulation steps and ranks."
+    if recipe.batch_size % recipe.accum:
+        raise ValueError(f"batch_size {recipe.batch_size} is not divisible by accum {recipe.accum}")
     return rank_batch(recipe.batch_size // recipe.accum)
 
 def accumulation(recipe: PretrainRecipe) -> list[Callback]:
-    "fastai's `GradientAccumulation` over each rank's part of the effective batch when it accumulates, else nothing."
+    "fastai's `GradientAccumulation` over each rank's part of the effective batch, if it accumulates."
     return [GradientAccumulation(rank_batch(recipe.batch_size))] if recipe.accum > 1 else []
 
 # %% ../nbs/06_training.ipynb #4996394c
@@ -99,7 +106,8 @@ class NaNGuard(Callback):
     order = -5
     def after_loss(self):
         if not torch.isfinite(self.learn.loss_grad).all():
-            raise FloatingPointError(f"loss is {self.learn.loss_grad.item()} at epoch {self.epoch}, iteration {self.iter}: "
+            loss = self.learn.loss_grad.item()
+            raise FloatingPointError(f"loss is {loss} at epoch {self.epoch}, iteration {self.iter}: "
                                      "training stopped, its result is not saved")
 
 # %% ../nbs/06_training.ipynb #683d2e78
@@ -123,12 +131,14 @@ class EpochCheckpoint(Callback):
     def __init__(self, path: Path, label: str = "fit"):
         self.path, self.label, self.resumed_from = Path(path), label, None
 
-    def _accumulators(self) -> list: return [cb for cb in self.learn.cbs if isinstance(cb, GradientAccumulation)]
+    def _accumulators(self) -> list:
+        return [cb for cb in self.learn.cbs if isinstance(cb, GradientAccumulation)]
 
     def _rngs(self) -> list[dict]:
         "The random states of every rank."
-        mine = dict(torch=torch.get_rng_state(), cuda=torch.cuda.get_rng_state() if torch.cuda.is_available() else None,  # this rank's GPU only
-                    numpy=np.random.get_state(), python=random.getstate(), loader=self.dls.train.rng.getstate())
+        cuda = torch.cuda.get_rng_state() if torch.cuda.is_available() else None  # this rank's GPU only
+        mine = dict(torch=torch.get_rng_state(), cuda=cuda, numpy=np.random.get_state(), python=random.getstate(),
+                    loader=self.dls.train.rng.getstate())
         if not is_distributed(): return [mine]
         every = [None] * world()[1]
         dist.all_gather_object(every, mine)
@@ -138,27 +148,38 @@ class EpochCheckpoint(Callback):
         "Everything the rest of the fit depends on (gradients too while an accumulation is half done)."
         model, pending = plain_model(self.learn.model), any(cb.count for cb in self._accumulators())
         scaler = getattr(self.learn, "scaler", None)  # fastai's MixedPrecision sets it
+        recorder = self.learn.recorder
         return dict(n_epoch=self.n_epoch, epoch=self.epoch, model=model.state_dict(), opt=self.learn.opt.state_dict(),
-                    values=[list(v) for v in self.learn.recorder.values], smooth_loss=(self.learn.recorder.smooth_loss.count, self.learn.recorder.smooth_loss.val),
-                    accum=[cb.count for cb in self._accumulators()], grads=[p.grad for p in model.parameters()] if pending else None,
+                    values=[list(v) for v in recorder.values],
+                    smooth_loss=(recorder.smooth_loss.count, recorder.smooth_loss.val),
+                    accum=[cb.count for cb in self._accumulators()],
+                    grads=[p.grad for p in model.parameters()] if pending else None,
                     scaler=scaler.state_dict() if scaler is not None else None, rng=self._rngs())
 
     def before_fit(self):
         self.start, self.saved_values = 0, None
         if not self.path.is_file(): return
         ck = read_resume_file(self.path)
-        if ck["n_epoch"] != self.n_epoch: raise ValueError(f"checkpoint {self.path} is of a {ck['n_epoch']}-epoch fit, this fit has {self.n_epoch} epochs")
-        if len(ck["rng"]) != world()[1]: raise ValueError(f"checkpoint {self.path} was saved by {len(ck['rng'])} processes: resume it with as many, not {world()[1]}")
+        if ck["n_epoch"] != self.n_epoch: raise ValueError(
+            f"checkpoint {self.path} is of a {ck['n_epoch']}-epoch fit, this fit has {self.n_epoch} epochs")
+        if len(ck["rng"]) != world()[1]: raise ValueError(
+            f"checkpoint {self.path} was saved by {len(ck['rng'])} processes: resume it with as many, not {world()[1]}")
+        # weights, optimiser, a half-done accumulation and the AMP scaler, as they were after the saved epoch
         model = plain_model(self.learn.model)
-        model.load_state_dict(ck["model"]); self.learn.opt.load_state_dict(ck["opt"])
+        model.load_state_dict(ck["model"])
+        self.learn.opt.load_state_dict(ck["opt"])
         for cb, count in zip(self._accumulators(), ck["accum"]): cb.count = count
         for p, g in zip(model.parameters(), ck["grads"] or []): p.grad = None if g is None else g.to(p.device)
         if ck["scaler"] is not None: self.learn.scaler.load_state_dict(ck["scaler"])
         self.learn.recorder.smooth_loss.count, self.learn.recorder.smooth_loss.val = ck["smooth_loss"]
+        # every random stream of this rank, so the next epochs draw what an uninterrupted fit draws
         rng = ck["rng"][world()[0]]
-        torch.set_rng_state(rng["torch"]); np.random.set_state(rng["numpy"]); random.setstate(rng["python"]); self.dls.train.rng.setstate(rng["loader"])
+        torch.set_rng_state(rng["torch"])
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])
+        self.dls.train.rng.setstate(rng["loader"])
         if rng["cuda"] is not None: torch.cuda.set_rng_state(rng["cuda"])
-        self.saved_values = ck["values"]  # the losses of the epochs skipped; the rest of the checkpoint is loaded above
+        self.saved_values = ck["values"]  # the losses of the epochs skipped
         self.start = self.resumed_from = ck["epoch"] + 1
         self.learn.train_iter = self.start * len(self.dls.train)
 
@@ -174,15 +195,30 @@ class EpochCheckpoint(Callback):
 
 AMP_MODES = ("bf16", "fp16")
 
-def fit_resumable(learn: Learner, epochs: int, checkpoint: Path | None = None, label: str = "fit", progress: bool = False,
-                  cbs: list | None = None, amp: str | None = None, compile: bool = False) -> dict:
-    "Fit `learn` for `epochs` (DDP under torchrun, `amp` autocast, compiled), checkpointing every epoch to `checkpoint` and resuming from it; losses per epoch and the epoch resumed at."
-    if amp not in (None, *AMP_MODES): raise ValueError(f"amp must be None or one of {', '.join(AMP_MODES)}, got {amp!r}")
-    if amp is not None and not torch.cuda.is_available(): raise ValueError(f"amp={amp!r} is autocast on a CUDA GPU, and no CUDA GPU is visible")
+def fit_resumable(
+    learn: Learner,
+    epochs: int,
+    checkpoint: Path | None = None,  # saved after every epoch and resumed from; None: no resume
+    label: str = "fit",              # names the failpoints of the tests
+    progress: bool = False,          # fastai's progress bar and log
+    cbs: list | None = None,         # more callbacks for this fit
+    amp: str | None = None,          # autocast on a CUDA GPU: "bf16" or "fp16"
+    compile: bool = False,           # torch.compile the model
+) -> dict:
+    "Fit `learn` for `epochs` (DDP under torchrun), resuming if it can; the losses per epoch, the epoch resumed at."
+    if amp not in (None, *AMP_MODES):
+        raise ValueError(f"amp must be None or one of {', '.join(AMP_MODES)}, got {amp!r}")
+    if amp is not None and not torch.cuda.is_available():
+        raise ValueError(f"amp={amp!r} is autocast on a CUDA GPU, and no CUDA GPU is visible")
     saver = [EpochCheckpoint(checkpoint, label)] if checkpoint is not None else []
-    extra = ([DDPTrainer()] if is_distributed() else []) + ([MixedPrecision(amp)] if amp else []) + ([Compiled()] if compile else [])
+    extra = [DDPTrainer()] if is_distributed() else []
+    extra += [MixedPrecision(amp)] if amp else []
+    extra += [Compiled()] if compile else []
     with warnings.catch_warnings(), ExitStack() as quiet:
         warnings.filterwarnings("ignore", message="Your generator is empty")  # pre-training has no validation loader
-        if not progress: quiet.enter_context(learn.no_bar()); quiet.enter_context(learn.no_logging())
+        if not progress:
+            quiet.enter_context(learn.no_bar())
+            quiet.enter_context(learn.no_logging())
         learn.fit(epochs, cbs=[*extra, *saver, *(cbs or [])])
-    return dict(losses=[float(v[0]) for v in learn.recorder.values], resumed_from=saver[0].resumed_from if saver else None)
+    losses = [float(v[0]) for v in learn.recorder.values]
+    return dict(losses=losses, resumed_from=saver[0].resumed_from if saver else None)
