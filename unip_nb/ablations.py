@@ -28,7 +28,7 @@ from .attention import create_vit, vit_through
 from .distill import (distill, parse_target, resolve_terms, set_drop_path, student_block_heads,
                              target_record, target_terms, teacher_layers, unip_student)
 from .distributed import from_rank0, rank0_first, rank_batch, train_device
-from .files import atomic_torch_save, atomic_write_text, held_lock, remove_file, stable_hash
+from .files import atomic_torch_save, atomic_write_text, held_lock, remove_file, stable_hash, world
 from .infmix import InfMixSpec, build_infmix, infmix_variants
 from .nmi import HYBRID_TARGET, eval_crops, folder_photos, layer_means, layerwise_nmi, select_hybrid_layer
 from .segdata import SegDataset, get_seg_spec, seg_dataloaders
@@ -425,7 +425,7 @@ def segmentation_scores(
     work: Path,                        # where each finished (mode, set) stage is kept
     stage=_untimed,
 ) -> tuple[dict, dict, dict]:
-    "FT and LP mIoU of `backbone` on the three sets and on average; what was reused; class IoU, losses, predictions."
+    "FT and LP mIoU on the three sets and on average; what was reused; class IoU, losses, predictions."
     r, scores, resumed = preset.seg, {"ft": {}, "lp": {}}, {}
     detail = {k: {"ft": {}, "lp": {}} for k in ("class_iou", "seg_losses", "predictions")}
     with held_lock(work/"lock"):
@@ -435,13 +435,13 @@ def segmentation_scores(
                 key = f"{mode}_{name}"
                 done, checkpoint = work/f"{key}.json", work/f"{key}.partial.pt"
                 shown = work/f"{key}_shown.pt"  # `predict_items` of the first test images
-                detail["predictions"][mode][name] = str(shown)
                 if done.is_file():
                     kept = json.loads(done.read_text())
                     scores[mode][name], resumed[key] = kept["miou"], "reused"
                     detail["class_iou"][mode][name] = kept.get("class_iou")  # None: kept before recorded
                     detail["seg_losses"][mode][name] = kept.get("epoch_losses")
-                    if not shown.is_file(): detail["predictions"][mode][name] = None  # kept before shown
+                    kept_shown = str(shown) if shown.is_file() else None  # None: kept before they were
+                    detail["predictions"][mode][name] = kept_shown
                     continue
                 with stage(key):
                     set_seed(seed, reproducible=True)
@@ -459,6 +459,7 @@ def segmentation_scores(
                     first = range(min(SHOWN_IMAGES, len(dls.valid.dataset)))
                     items = predict_items(model, dls.valid.dataset, first, r.crop, r.stride, spec.n_classes)
                 atomic_torch_save(items, shown)  # before `done`: a kept stage has its predictions
+                detail["predictions"][mode][name] = str(shown)
                 scores[mode][name] = result["miou"]
                 ious = zip(spec.classes, result["iou"])
                 absent = lambda v: None if math.isnan(v) else v  # a class not in the test set has no IoU
@@ -488,12 +489,17 @@ def compared_layers(
             | {f"{name}, layer {l}": (backbone, l) for l in sorted(learnt)})
 
 # %% ../nbs/10_ablations.ipynb #22e884a9
-def attention_views(models: dict[str, tuple[VisionTransformer, int]], roots: dict[str, Path], preset: Preset) -> dict:
+def attention_views(
+    models: dict[str, tuple[VisionTransformer, int]],  # name: (ViT, layer), from `compared_layers`
+    roots: dict[str, Path],
+    preset: Preset,
+) -> dict:
     "`query_attention` of `models` at the centre of the first SODA test image, cut to the pre-training size."
-    ds = SegDataset(roots[SEG_SETS[0]], SEG_SETS[0], "test", thermal_scaling=preset.thermal_scaling, check=False)
+    name = SEG_SETS[0]
+    ds = SegDataset(roots[name], name, "test", thermal_scaling=preset.thermal_scaling, check=False)
     image = centre_square(ds[0][0], preset.img_size)
     query = (preset.img_size // 2, preset.img_size // 2)
-    return dict(image=image.mean(0), query=list(query), source=f"{SEG_SETS[0]} test image 0",
+    return dict(image=image.mean(0), query=list(query), source=f"{name} test image 0",
                 maps=query_attention(models, image, query))
 
 # %% ../nbs/10_ablations.ipynb #3e89caf0
@@ -552,11 +558,13 @@ def run_ablation(
             backbone, made = distilled_student(cut, runs, preset, seed, settings.cache_dir, tid)
     config = run_config(ablation, preset, seed, teacher_layer, infmix_sources, s, **given)
     work = Path(settings.cache_dir)/"runs"/stable_hash(dict(config, teacher=tid))
-    with stage("views"):
-        learnt = None if backbone is teacher else from_rank0(photo_layer_nmi, backbone, roots["in1k"], preset)
-        learnt_terms = [] if backbone is teacher else [t for r in runs for t in r.terms]
-        pairs = compared_layers(teacher, backbone, learnt_terms, hybrid)
-        views = atomic_torch_save(from_rank0(attention_views, pairs, roots, preset), work/"attention.pt")
+    with stage("views"):  # what the run page shows of the backbone beside the teacher
+        student = backbone is not teacher
+        learnt = from_rank0(photo_layer_nmi, backbone, roots["in1k"], preset) if student else None
+        taught = [t for r in runs for t in r.terms] if student else []
+        pairs = compared_layers(teacher, backbone, taught, hybrid)
+        views = work/"attention.pt"
+        if world()[0] == 0: atomic_torch_save(attention_views(pairs, roots, preset), views)  # rank 0 alone
     scores, resumed, detail = segmentation_scores(backbone, roots, preset, seed, work, stage)
     for i, m in enumerate(made or [], 1):
         if m.get("resumed_from_epoch") is not None:

@@ -96,7 +96,7 @@ def summary_table(scores: pd.DataFrame) -> pd.DataFrame:
 
 # %% ../nbs/12_report.ipynb #c606372d
 def paired_deltas(scores: pd.DataFrame, reference: str = "unip") -> pd.DataFrame:
-    "Per (ablation, mode, dataset): mean and 95% half-width over seeds of mIoU(ablation) − mIoU(reference) per seed."
+    "Per (ablation, mode, dataset): mean and 95% half-width over seeds of the paired mIoU difference."
     if reference not in set(scores["ablation"]):
         raise KeyError(f"no run of the reference {reference!r} to compare with")
     ref = scores[scores.ablation == reference].set_index(["seed", "mode", "dataset"])["miou"]
@@ -107,7 +107,7 @@ def paired_deltas(scores: pd.DataFrame, reference: str = "unip") -> pd.DataFrame
 
 # %% ../nbs/12_report.ipynb #4e4345c6
 def study_verdict(scores: pd.DataFrame, ablation: str = "no_pretrain", reference: str = "unip") -> str:
-    "Whether `reference` beats `ablation` on average FT mIoU by over two seed standard deviations (the larger)."
+    "Whether `reference` beats `ablation` on average FT mIoU by over two seed sds (the larger one)."
     ft = scores[(scores["mode"] == "FT") & (scores["dataset"] == "avg")]
     a, r = ft[ft.ablation == ablation]["miou"], ft[ft.ablation == reference]["miou"]
     if len(a) < 2 or len(r) < 2: return (f"Not enough seeds to compare `{reference}` with `{ablation}` "
@@ -216,17 +216,18 @@ def plot_run_nmi(metrics: dict, s: float = HYBRID_TARGET, ax=None):
     return ax
 
 # %% ../nbs/12_report.ipynb #1e32216e
-def _kept(path: str | None, what: str) -> Path | None:
-    "The file a run kept `what` in, or None with a line saying why there is none."
-    if path is None: print(f"this run kept no {what}: it was recorded before they were kept")
-    elif not Path(path).is_file(): print(f"the {what} of this run are gone ({path} was removed with the cache)")
-    else: return Path(path)
+def _kept(paths: list, what: str) -> list[Path] | None:
+    "The files a run kept `what` in, or None with one line saying why they are not all there."
+    if None in paths: print(f"this run kept no {what}: it was recorded before they were kept")
+    elif gone := [p for p in paths if not Path(p).is_file()]:
+        print(f"the {what} of this run are gone ({gone[0]} was removed with the cache)")
+    else: return [Path(p) for p in paths]
 
 def plot_run_predictions(metrics: dict, dataset: str):
     "The first test images of `dataset`: ground truth, fine-tuned and probed predictions of a run."
     kept = metrics.get("predictions") or {"ft": {}, "lp": {}}
-    paths = [_kept(kept[m].get(dataset), f"{dataset} predictions") for m in MODES]
-    if None in paths: return None
+    paths = _kept([kept[m].get(dataset) for m in MODES], f"{dataset} predictions")
+    if paths is None: return None
     ft, lp = (torch.load(p, weights_only=True) for p in paths)
     masks = lambda a, b: {"ground truth": a["mask"], "fine-tuned": a["pred"], "linear probe": b["pred"]}
     rows = [(f"{dataset} test image {a['index']}", a["image"], masks(a, b)) for a, b in zip(ft, lp)]
@@ -235,9 +236,9 @@ def plot_run_predictions(metrics: dict, dataset: str):
 # %% ../nbs/12_report.ipynb #6c472438
 def plot_run_attention(metrics: dict):
     "Where the query patch looks in a run's teacher and backbone layers (`attention_views`)."
-    path = _kept(metrics.get("attention"), "attention maps")
-    if path is None: return None
-    views = torch.load(path, weights_only=True)
+    paths = _kept([metrics.get("attention")], "attention maps")
+    if paths is None: return None
+    views = torch.load(paths[0], weights_only=True)
     fig = plot_attention_maps(views["image"], views["query"], views["maps"])
     title = f"{views['source']}, query at {tuple(views['query'])}, attention averaged over heads"
     fig.suptitle(title, fontsize=9)
