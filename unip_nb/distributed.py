@@ -23,17 +23,20 @@ from torch.utils.data import DistributedSampler, Subset
 from .files import world
 
 # %% ../nbs/06_distributed.ipynb #0bc83fd2
-# the other ranks wait while rank 0 prepares the data and measures the teacher NMI, and each checks InfMix alone
+# the other ranks wait while rank 0 prepares the data and measures the teacher NMI,
+# and each rank checks InfMix on its own
 COLLECTIVE_TIMEOUT = timedelta(hours=3)
 
 def init_distributed() -> torch.device:
     "Join the process group `torchrun` describes (NCCL, one GPU per process; else gloo); this rank's device."
     missing = [k for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR") if k not in os.environ]
-    if missing: raise RuntimeError(f"init_distributed needs torchrun's environment, {', '.join(missing)} not set: "
-                                   "start with `torchrun --nproc_per_node N`")
+    if missing: raise RuntimeError(
+        f"init_distributed needs torchrun's environment, {', '.join(missing)} not set: "
+        "start with `torchrun --nproc_per_node N`")
     local, gpus = int(os.environ["LOCAL_RANK"]), torch.cuda.device_count()
     if gpus and local >= gpus: raise RuntimeError(
-        f"local rank {local} has no GPU of its own ({gpus} visible): start at most {gpus} processes per node, "
+        f"local rank {local} has no GPU of its own ({gpus} visible): "
+        f"start at most {gpus} processes per node, "
         "or hide the GPUs (CUDA_VISIBLE_DEVICES=) to train on the CPU with gloo")
     if gpus: torch.cuda.set_device(local)
     if not dist.is_initialized():
@@ -50,7 +53,7 @@ def pin_batches() -> bool:
     return train_device().type == "cuda"
 
 def close_distributed() -> None:
-    "Leave the process group, if any, before the interpreter exits (a gloo or NCCL thread outliving it crashes)."
+    "Leave the process group, if any, before exit (a gloo or NCCL thread outliving it crashes)."
     if dist.is_initialized(): dist.destroy_process_group()
 
 def is_distributed() -> bool:
@@ -59,7 +62,7 @@ def is_distributed() -> bool:
 
 # %% ../nbs/06_distributed.ipynb #58b4822c
 class ShardedDL(DataLoader):
-    "A fastai `DataLoader` of rank `rank`'s share of each epoch's order, split as `DistributedSampler` splits it."
+    "A fastai `DataLoader` of rank `rank`'s share of each epoch, split as `DistributedSampler` splits it."
     def __init__(self, dataset=None, rank: int = 0, world_size: int = 1, **kwargs):
         super().__init__(dataset, **kwargs)
         self.rank, self.world_size, self.n_all = rank, world_size, self.n
@@ -97,11 +100,11 @@ def training_dataloaders(
     return DataLoaders(sharded(train), valid, path=path, device=train_device())
 
 def shard_eval_loader(dl: DataLoader, rank: int, world_size: int) -> DataLoader:
-    "Rank `rank`'s items of evaluation loader `dl`: every `world_size`-th from item `rank`, none repeated or dropped."
+    "Rank `rank`'s items of evaluation loader `dl`: every `world_size`-th from item `rank`, none lost."
     return dl.new(Subset(dl.dataset, range(rank, len(dl.dataset), world_size)))
 
 def eval_sharded(dl: DataLoader) -> DataLoader:
-    "This rank's share of evaluation loader `dl` under torchrun (`sum_over_ranks` adds up the counts), else `dl`."
+    "This rank's share of evaluation loader `dl` under torchrun (see `sum_over_ranks`), else `dl`."
     return shard_eval_loader(dl, *world()) if is_distributed() else dl
 
 def rank_batch(total: int) -> int:
@@ -115,7 +118,7 @@ def barrier() -> None:
     if is_distributed(): dist.barrier()
 
 def rank0_first(fn: Callable, *args, **kwargs):
-    "`fn(*args, **kwargs)` on rank 0, then on the others (they find what it cached); `fn` must not use collectives."
+    "`fn(*args, **kwargs)` on rank 0, then on the others (they find its cache); no collectives in `fn`."
     if not is_distributed(): return fn(*args, **kwargs)
     if world()[0] == 0: out = fn(*args, **kwargs)
     barrier()
@@ -130,7 +133,7 @@ def plain_model(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 def seed_rank(rank: int) -> None:
-    "Move this rank's torch, numpy and Python random streams off rank 0's (the official `seed + rank`); not the loaders'."
+    "Move this rank's torch, numpy and Python random streams off rank 0's (the official `seed + rank`)."
     seed = torch.initial_seed() + rank
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
@@ -154,13 +157,14 @@ class DDPTrainer(Callback):
     order = 5  # after TrainEvalCallback has put the model on its device, before the checkpoint loads into it
     def before_fit(self):
         if not isinstance(self.dls.train, ShardedDL):
-            raise TypeError("under torchrun the training loader must be this rank's shard: build it with `sharded`, "
-                            "or every rank reads every image")
+            raise TypeError("under torchrun the training loader must be this rank's shard: "
+                            "build it with `sharded`, or every rank reads every image")
         self.plain, rank = self.learn.model, world()[0]
         device = next(self.plain.parameters()).device
         if rank: seed_rank(rank)  # each rank its own random stream (dropout, masks)
         gpu = device.type == "cuda"
-        if gpu: self.plain = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.plain)  # in place: same parameters
+        if gpu:  # in place: the same parameters
+            self.plain = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.plain)
         # the UNIP student's last block only gives its q/k logits: its projection and MLP get no gradient
         self.learn.model = DistributedDataParallel(self.plain, device_ids=[device.index] if gpu else None,
                                                    find_unused_parameters=True)

@@ -177,7 +177,8 @@ def plot_layer_nmi(
     "Seaborn figure of NMI per layer (mean and per head) over the pattern bands, marking the selected layer."
     ax = ax or plt.subplots(figsize=(7, 3.5))[1]
     top = max(bands[1] * 1.5, float(layer_nmi["nmi"].max()) * 1.1)
-    spans = [((0, bands[0]), "global", "#dde7f5"), (bands, "hybrid", "#fbe3c6"), ((bands[1], top), "local", "#dcefdc")]
+    spans = [((0, bands[0]), "global", "#dde7f5"), (bands, "hybrid", "#fbe3c6"),
+             ((bands[1], top), "local", "#dcefdc")]
     for (lo, hi), name, colour in spans: ax.axhspan(lo, hi, color=colour, zorder=0, label=f"{name} band")
     sns.stripplot(data=layer_nmi, x="layer", y="nmi", native_scale=True, color="0.45", size=3, jitter=0.15, ax=ax, zorder=2)
     means = layer_means(layer_nmi)

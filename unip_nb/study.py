@@ -74,9 +74,10 @@ class RunRecorder:
 
     def save(self, path: Path, metrics: dict, status: str = "complete") -> dict:
         "Write the record to `path` and return it."
-        rec = dict(status=status, config=self.config, seed=self.seed, **git_commit(), versions=library_versions(),
-                   machine=machine(),
-                   device=str(torch.device("cuda" if torch.cuda.is_available() else "cpu")), torch_threads=torch.get_num_threads(), world_size=world()[1],
+        device = str(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+        rec = dict(status=status, config=self.config, seed=self.seed, **git_commit(),
+                   versions=library_versions(), machine=machine(), device=device,
+                   torch_threads=torch.get_num_threads(), world_size=world()[1],
                    finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                    wall_time_s=round(time.perf_counter() - self.started, 3), stage_times_s=self.stages, metrics=metrics)
         atomic_write_text(path, json.dumps(rec, indent=2, default=str))

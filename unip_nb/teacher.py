@@ -55,7 +55,7 @@ def read_checkpoint(path: Path) -> dict:
 # %% ../nbs/07_teacher.ipynb #bb3ec244
 @dataclass(frozen=True)
 class CheckpointFormat:
-    "Where a format keeps its state dict (`None`: the file is one), and the prefixes of keys not the backbone's."
+    "Where a format keeps its state dict (`None`: the file is one); prefixes of keys not the backbone's."
     containers: tuple
     drop: tuple
 
@@ -73,7 +73,8 @@ STRIP_PREFIXES = ("module.", "backbone.")
 def checkpoint_format(source: str) -> CheckpointFormat:
     "The `CheckpointFormat` called `source`, or an error listing the known ones."
     if source not in CHECKPOINT_FORMATS:
-        raise ValueError(f"unknown checkpoint source {source!r}; choose one of {', '.join(CHECKPOINT_FORMATS)}")
+        known = ", ".join(CHECKPOINT_FORMATS)
+        raise ValueError(f"unknown checkpoint source {source!r}; choose one of {known}")
     return CHECKPOINT_FORMATS[source]
 
 def strip_prefixes(key: str, prefixes: tuple = STRIP_PREFIXES) -> str:
@@ -94,7 +95,7 @@ def extract_state_dict(obj: dict, source: str = "auto", name: str = "checkpoint"
 # %% ../nbs/07_teacher.ipynb #2fae9c05
 @dataclass(frozen=True)
 class LoadReport:
-    "What `load_vit_checkpoint` did with a file: keys missing, unexpected, dropped as known extras, resampled."
+    "What `load_vit_checkpoint` did: keys missing, unexpected, dropped as known extras, resampled."
     path: str
     missing: tuple
     unexpected: tuple
@@ -102,7 +103,7 @@ class LoadReport:
     resized: tuple  # (key, shape in the file, shape in the model)
 
 def _fit_pos_embed(pe: Tensor, model: VisionTransformer, name: str) -> Tensor:
-    "`pe` resampled to the model's patch grid (prefix positions kept); an error if its patches are not a square."
+    "`pe` resampled to the model's patch grid (prefix positions kept); an error if not a square grid."
     prefix = 0 if model.no_embed_class else model.num_prefix_tokens
     n = pe.shape[1] - prefix
     side = math.isqrt(max(n, 0))
@@ -122,7 +123,7 @@ def load_vit_checkpoint(
     source: str = "auto",     # a `CHECKPOINT_FORMATS` key: mae, dino, ibot, deit, unip or auto
     obj: dict | None = None,  # the file's content, if already read
 ) -> LoadReport:
-    "Load an official checkpoint (MAE, DINO, iBOT, DeiT or timm layout) into `model`; refuse what does not fit."
+    "Load an official checkpoint (MAE, DINO, iBOT, DeiT or timm) into `model`; refuse what does not fit."
     sd = extract_state_dict(read_checkpoint(path) if obj is None else obj, source, str(path))
     fmt, target = checkpoint_format(source), model.state_dict()
     ignored = [k for k in sd if k.startswith(fmt.drop)]
@@ -173,7 +174,7 @@ def load_teacher(
 
 # %% ../nbs/07_teacher.ipynb #596942a2
 def sincos_pos_embed(grid: tuple, dim: int, prefix: int = 1) -> Tensor:
-    "Fixed 2-D sin-cos position embedding `[1, prefix + H*W, dim]` of a patch `grid`, zeros at prefix positions."
+    "Fixed 2-D sin-cos position embedding `[1, prefix + H*W, dim]` of a patch `grid`, prefix positions 0."
     return torch.cat([torch.zeros(prefix, dim), build_sincos2d_pos_embed(list(grid), dim)])[None]
 
 def fix_sincos_pos_embed(vit: VisionTransformer) -> VisionTransformer:
@@ -184,7 +185,7 @@ def fix_sincos_pos_embed(vit: VisionTransformer) -> VisionTransformer:
     return vit
 
 def random_masking(x: Tensor, mask_ratio: float) -> tuple[Tensor, Tensor, Tensor]:
-    "Per-sample random masking of `x` `[B, N, D]`: kept tokens, mask (1 = removed), indices undoing the shuffle."
+    "Per-sample random masking of `x` `[B, N, D]`: kept tokens, mask (1 = removed), restoring indices."
     B, N, D = x.shape
     keep = int(N * (1 - mask_ratio))
     ids_shuffle = torch.rand(B, N, device=x.device).argsort(1)
@@ -208,14 +209,14 @@ def _init_patch_and_cls(vit: VisionTransformer):
     nn.init.normal_(vit.cls_token, std=0.02)
 
 def mae_init_vit(vit: VisionTransformer) -> VisionTransformer:
-    "`vit` initialised as MAE and UNIP do it: xavier-uniform linear layers and patch embedding, unit LayerNorms."
+    "`vit` initialised as MAE and UNIP do: xavier-uniform linear layers and patch embedding, unit norms."
     vit.apply(_mae_init)
     _init_patch_and_cls(vit)
     return vit
 
 # %% ../nbs/07_teacher.ipynb #b277c32f
 class MAE(nn.Module):
-    "Masked autoencoder around a timm ViT `encoder`: `forward` gives (predictions, mask), `loss` the masked MSE."
+    "Masked autoencoder around a timm ViT `encoder`: `forward` gives (predictions, mask), `loss` its MSE."
     def __init__(
         self,
         encoder: VisionTransformer,
@@ -228,7 +229,8 @@ class MAE(nn.Module):
         super().__init__()
         if encoder.cls_token is None or encoder.num_prefix_tokens != 1 or encoder.no_embed_class:
             raise ValueError("MAE needs a ViT with one class token whose position is in pos_embed (got "
-                             f"{encoder.num_prefix_tokens} prefix tokens, no_embed_class={encoder.no_embed_class})")
+                             f"{encoder.num_prefix_tokens} prefix tokens, "
+                             f"no_embed_class={encoder.no_embed_class})")
         if not 0 <= mask_ratio < 1: raise ValueError(f"mask_ratio must be in [0, 1), got {mask_ratio}")
         self.encoder, self.mask_ratio, self.norm_pix_loss = encoder, mask_ratio, norm_pix_loss
         grid, self.patch_size = encoder.patch_embed.grid_size, encoder.patch_embed.patch_size[0]
@@ -297,17 +299,18 @@ def mae_dataloaders(paths: list, size: int, bs: int, num_workers: int = 0) -> Da
     item = partial(_autoencoder_item, tf=mae_transform(size))
     dls = training_dataloaders(list(paths), bs, after_item=item, num_workers=num_workers)
     if len(dls.train) == 0: raise ValueError(
-        f"{len(paths)} images make no full batch of {bs}: generate more embedded data or lower the batch size")
+        f"{len(paths)} images make no full batch of {bs}: "
+        "generate more embedded data or lower the batch size")
     return dls
 
 def mae_decoder_args(embed_dim: int) -> dict:
-    "This project's MAE decoder for an encoder of width `embed_dim`: 2/3 its width (x 32), 4 blocks, heads of 32."
+    "This project's MAE decoder for width `embed_dim`: 2/3 its width (x 32), 4 blocks, heads of 32."
     dim = max(32, 32 * round(embed_dim * 2 / 3 / 32))
     return dict(decoder_dim=dim, decoder_depth=4, decoder_heads=dim // 32)
 
 # %% ../nbs/07_teacher.ipynb #5b16cb8a
 def mae_learner(mae: MAE, dls: DataLoaders, recipe: PretrainRecipe) -> Learner:
-    "A fastai `Learner` training `mae` with the official optimiser of `recipe` (`fit_mae` brings the schedule)."
+    "A fastai `Learner` training `mae` with `recipe`'s official optimiser (`fit_mae` brings the schedule)."
     cbs = [NaNGuard(), *accumulation(recipe)]
     groups = partial(param_groups, weight_decay=recipe.weight_decay)
     learn = Learner(dls, mae, loss_func=mae.loss, opt_func=adamw(recipe.betas), splitter=groups, cbs=cbs)

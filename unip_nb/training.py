@@ -43,7 +43,7 @@ def param_groups(
     num_layers: int | None = None,     # the backbone depth, needed by layer_decay
     no_decay_1d: bool = True,          # no decay on biases and 1-D parameters (False: all decay)
 ) -> list[dict]:
-    "Trainable parameters of `model` grouped by (weight decay, lr scale), as the official optimisers build them."
+    "Trainable parameters of `model` grouped by (weight decay, lr scale), as the official optimisers do."
     if layer_decay is not None and num_layers is None:
         raise ValueError("layer_decay needs num_layers (the backbone depth)")
     groups = {}
@@ -137,8 +137,8 @@ class EpochCheckpoint(Callback):
     def _rngs(self) -> list[dict]:
         "The random states of every rank."
         cuda = torch.cuda.get_rng_state() if torch.cuda.is_available() else None  # this rank's GPU only
-        mine = dict(torch=torch.get_rng_state(), cuda=cuda, numpy=np.random.get_state(), python=random.getstate(),
-                    loader=self.dls.train.rng.getstate())
+        mine = dict(torch=torch.get_rng_state(), cuda=cuda, numpy=np.random.get_state(),
+                    python=random.getstate(), loader=self.dls.train.rng.getstate())
         if not is_distributed(): return [mine]
         every = [None] * world()[1]
         dist.all_gather_object(every, mine)
@@ -163,7 +163,8 @@ class EpochCheckpoint(Callback):
         if ck["n_epoch"] != self.n_epoch: raise ValueError(
             f"checkpoint {self.path} is of a {ck['n_epoch']}-epoch fit, this fit has {self.n_epoch} epochs")
         if len(ck["rng"]) != world()[1]: raise ValueError(
-            f"checkpoint {self.path} was saved by {len(ck['rng'])} processes: resume it with as many, not {world()[1]}")
+            f"checkpoint {self.path} was saved by {len(ck['rng'])} processes: "
+            f"resume it with as many, not {world()[1]}")
         # weights, optimiser, a half-done accumulation and the AMP scaler, as they were after the saved epoch
         model = plain_model(self.learn.model)
         model.load_state_dict(ck["model"])
@@ -205,7 +206,7 @@ def fit_resumable(
     amp: str | None = None,          # autocast on a CUDA GPU: "bf16" or "fp16"
     compile: bool = False,           # torch.compile the model
 ) -> dict:
-    "Fit `learn` for `epochs` (DDP under torchrun), resuming if it can; the losses per epoch, the epoch resumed at."
+    "Fit `learn` for `epochs` (DDP under torchrun), resuming if it can; epoch losses, epoch resumed at."
     if amp not in (None, *AMP_MODES):
         raise ValueError(f"amp must be None or one of {', '.join(AMP_MODES)}, got {amp!r}")
     if amp is not None and not torch.cuda.is_available():
