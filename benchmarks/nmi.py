@@ -3,7 +3,7 @@
     python benchmarks/nmi.py [--preset default paper] [--batch B --heads H --tokens T]
 
 The maps have the sizes `layerwise_nmi` gets from the teacher of each preset: a batch of the preset's NMI analysis
-(`batch_size` images), every head, patch tokens only. `--batch`, `--heads` and `--tokens` set other sizes instead.
+(`nmi_batch` images), every head, patch tokens only. `--batch`, `--heads` and `--tokens` set other sizes instead.
 Prints per size both timings and their ratio (goal: the batched call is at least 10x faster); the batched call with
 the maps in one piece (`chunk` = all entries), to show what its chunks gain; and the floor of any exact batched call on
 probabilities: one `torch.log` of every entry (H(K|Q) needs them all), chunk by chunk into one buffer, so loop / log is
@@ -34,7 +34,7 @@ def preset_sizes(name: str) -> tuple[int, int, int]:
     "(images, heads, patch tokens) of one batch of the preset's teacher NMI analysis (the ViT built on the meta device)."
     p = PRESETS[name]
     with torch.device("meta"): vit = create_vit(p.teacher_arch, p.img_size)
-    return p.batch_size, vit.blocks[0].attn.num_heads, vit.patch_embed.num_patches
+    return p.nmi_batch, vit.blocks[0].attn.num_heads, vit.patch_embed.num_patches
 
 def time_sizes(batch: int, heads: int, tokens: int) -> dict:
     "Loop, batched (in chunks and in one piece) and chunked `torch.log` times (s) on seeded random maps, once loop and batch agree."

@@ -14,7 +14,7 @@ import timm
 from timm.layers import Attention
 from timm.models.vision_transformer import VisionTransformer
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 # %% ../nbs/01_attention.ipynb #cc44a2c2
 def create_vit(arch: str | dict, img_size: int, checkpoint=None, **kwargs) -> VisionTransformer:
@@ -83,9 +83,10 @@ def attention_maps(model: VisionTransformer, x: Tensor, layers: Iterable[int] | 
 
 # %% ../nbs/01_attention.ipynb #e0f79b18
 def vit_through(model: VisionTransformer, layer: int) -> VisionTransformer:
-    "`model` cut after block `layer` (1-based): its embedding and blocks 1..layer shared, not copied; later blocks, final norm and head left out."
+    "`model` cut after block `layer` (1-based) by timm's `prune_intermediate_layers`; weights shared."
     check_layers(model, [layer])
-    cut = copy.copy(model)
-    cut._parameters, cut._buffers = dict(model._parameters), dict(model._buffers)
-    cut._modules = dict(model._modules, blocks=model.blocks[:layer], norm=nn.Identity(), fc_norm=nn.Identity(), head=nn.Identity())
+    cut = copy.copy(model)  # its own module dicts, so pruning leaves `model` whole
+    own = (dict(d) for d in (model._parameters, model._buffers, model._modules))
+    cut._parameters, cut._buffers, cut._modules = own
+    cut.prune_intermediate_layers([layer - 1], prune_norm=True)
     return cut

@@ -5,12 +5,13 @@
 # %% auto #0
 __all__ = ['IMAGE_SUFFIXES', 'DEEP_MODES', 'FAILPOINT_ENV', 'FAILPOINT_ACTIONS', 'is_image_file', 'to_8bit', 'read_image',
            'failpoint', 'world', 'remove_file', 'atomic_write', 'atomic_write_text', 'atomic_torch_save', 'stable_hash',
-           'held_lock']
+           'held_lock', 'CachedStage']
 
 # %% ../nbs/00_files.ipynb #58c05895
 import errno, fcntl, fnmatch, hashlib, json, os, signal, socket, tempfile, time, warnings
 from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 import numpy as np, torch
@@ -156,3 +157,48 @@ def held_lock(path: Path):
     finally:
         path.unlink(missing_ok=True)
         os.close(fd)
+
+# %% ../nbs/00_files.ipynb #52637004
+@dataclass(frozen=True)
+class CachedStage:
+    "A cached stage's files: `done`, written last, marks it finished; its record, checkpoint and lock."
+    done: Path                # the stage's weights (`.pt`) or its record (`.json`)
+    lock: Path | None = None  # held while it computes; None: `done` with the suffix `.lock`
+
+    @property
+    def record(self) -> Path:
+        "The stage's JSON record: `done` itself, or the `.json` beside it."
+        return self.done.with_suffix(".json")
+
+    @property
+    def checkpoint(self) -> Path:
+        "The partial checkpoint a killed computation resumes from."
+        return self.done.with_suffix(".partial.pt")
+
+    def is_done(self) -> bool:
+        "Whether the stage is finished: its `done` file exists."
+        return self.done.is_file()
+
+    def read(self) -> dict:
+        "The record of the finished stage."
+        return json.loads(self.record.read_text())
+
+    @contextmanager
+    def computing(self):
+        "Hold the stage's lock while it computes; yield its partial checkpoint."
+        with held_lock(self.lock or self.done.with_suffix(".lock")): yield self.checkpoint
+
+    def finish(
+        self,
+        record: dict,             # written as JSON to `record`
+        saved: dict | None = None,  # path -> object to `torch.save`; `done` too unless it is the record
+    ) -> None:
+        "Write `saved`, then the record, then `done`, each atomically; remove the partial checkpoint."
+        saved = dict(saved or {})
+        weights = saved.pop(self.done, None)
+        if weights is None and self.done != self.record:
+            raise ValueError(f"stage {self.done}: `saved` holds no object for its done file")
+        for path, obj in saved.items(): atomic_torch_save(obj, path)
+        atomic_write_text(self.record, json.dumps(record, indent=2, default=str))
+        if weights is not None: atomic_torch_save(weights, self.done)
+        remove_file(self.checkpoint)

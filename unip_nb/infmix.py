@@ -15,7 +15,7 @@ from pathlib import Path
 import datasets, pandas as pd
 from PIL import Image
 from torchvision import transforms
-from .config import check_thermal_scaling
+from .config import SOURCES, check_thermal_scaling
 from .files import IMAGE_SUFFIXES, atomic_write_text, is_image_file, read_image, stable_hash
 from torchvision.transforms import InterpolationMode
 
@@ -161,7 +161,7 @@ def infmix_torch(ds: datasets.Dataset, size: int) -> datasets.Dataset:
 def infmix_variants(base: InfMixSpec) -> dict[str, InfMixSpec]:
     "The seed's ablation B as specs: full, no_gray, no_<source> for each source present, without_<sub-dataset> for each InfPre sub-dataset."
     v = {"full": base, "no_gray": replace(base, gray=False)}
-    v |= {f"no_{s}": replace(base, **{s: None}) for s in ("infpre", "in1k", "coco") if getattr(base, s)}
+    v |= {f"no_{s}": replace(base, **{s: None}) for s in SOURCES if getattr(base, s)}
     subs = base.infpre_subsets or (infpre_subsets(base.infpre) if base.infpre else [])
     v |= {f"without_{s}": replace(base, infpre_subsets=tuple(x for x in subs if x != s)) for s in subs if len(subs) > 1}
     return v
@@ -172,6 +172,6 @@ def infmix_summary(variants: dict[str, datasets.Dataset]) -> pd.DataFrame:
     for name, ds in variants.items():
         counts = pd.Series(ds["source"]).value_counts()
         meta = infmix_meta(ds)
-        rows[name] = {s: int(counts.get(s, 0)) for s in ("infpre", "in1k", "coco")} | {
+        rows[name] = {s: int(counts.get(s, 0)) for s in SOURCES} | {
             "total": len(ds), "gray": meta["spec"]["gray"], "skipped_corrupt": len(meta["skipped_corrupt"])}
     return pd.DataFrame.from_dict(rows, orient="index")

@@ -18,11 +18,12 @@ import matplotlib.pyplot as plt, seaborn as sns
 from matplotlib.ticker import MaxNLocator
 from scipy import stats
 from .nmi import HYBRID_TARGET, plot_layer_nmi
+from .config import SEG_SETS
 from .segdata import get_seg_spec
 from .segment import plot_attention_maps, plot_mask_rows
 
 # %% ../nbs/12_report.ipynb #8c622968
-SEG_COLUMNS = ("soda", "mfnet", "scutseg", "avg")
+SEG_COLUMNS = (*SEG_SETS, "avg")
 MODES = {"ft": "FT", "lp": "LP"}
 GROUP_ORDER = ("UNIP", "A: remove NMI-HAD", "B: replace InfMix", "reference")  # row order of tables and figures
 

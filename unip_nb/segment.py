@@ -22,7 +22,7 @@ from fastai.learner import Learner
 from timm.layers import to_2tuple
 from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor, nn
-from .attention import attention_maps, check_layers, vit_tokens
+from .attention import attention_maps, check_layers
 from .config import SegRecipe
 from .distributed import eval_sharded, sum_over_ranks
 from .segdata import IGNORE_INDEX, SegDataset
@@ -31,16 +31,10 @@ from .training import NaNGuard, adamw, epochs_for, fit_resumable, group_lrs, par
 # %% ../nbs/09_segment.ipynb #bdb31e19
 def vit_features(backbone: VisionTransformer, x: Tensor, layers: Sequence[int]) -> list[Tensor]:
     "Patch tokens after each 1-based block in `layers` as raw `[B, C, h, w]` maps (no final norm), in order."
-    layers = list(layers)
     wanted = check_layers(backbone, layers)
-    gh, gw = backbone.patch_embed.dynamic_feat_size(x.shape[-2:])
-    h, maps = vit_tokens(backbone, x), {}
-    for i, blk in enumerate(backbone.blocks[:wanted[-1]], start=1):
-        h = blk(h)
-        if i in wanted:
-            patches = h[:, backbone.num_prefix_tokens:]
-            maps[i] = patches.transpose(1, 2).reshape(x.shape[0], -1, gh, gw)
-    return [maps[l] for l in layers]
+    indices = [l - 1 for l in wanted]  # timm counts blocks from 0
+    maps = backbone.forward_intermediates(x, indices, stop_early=True, intermediates_only=True)
+    return [dict(zip(wanted, maps))[l] for l in layers]
 
 # %% ../nbs/09_segment.ipynb #abcc8576
 def spread_layers(depth: int) -> tuple[int, int, int, int]:
@@ -327,16 +321,18 @@ def train_segmenter(
     dls: DataLoaders,
     recipe: SegRecipe,
     dataset: str,
-    layer_decay: bool,                # fine-tune with layer decay; False: linear-probe
+    mode: str,                        # "ft": fine-tune (with layer decay); "lp": linear-probe
     quiet: bool = True,               # no progress bar
     checkpoint: Path | None = None,   # resume file (see `fit_resumable`)
     amp: str | None = None,
     compile: bool = False,
 ) -> dict:
     "Fine-tune or linear-probe `model` for the recipe's iterations; what was run and the loss per epoch."
-    learn, epochs = (finetune_learner if layer_decay else probe_learner)(model, dls, recipe, dataset)
-    name = f"{'ft' if layer_decay else 'lp'}_{dataset}"
-    fit = fit_resumable(learn, epochs, checkpoint, name, progress=not quiet, amp=amp, compile=compile)
+    if mode not in ("ft", "lp"):
+        raise ValueError(f"mode must be 'ft' (fine-tuning) or 'lp' (linear probing), got {mode!r}")
+    learn, epochs = (finetune_learner if mode == "ft" else probe_learner)(model, dls, recipe, dataset)
+    fit = fit_resumable(learn, epochs, checkpoint, f"{mode}_{dataset}", progress=not quiet,
+                        amp=amp, compile=compile)
     return dict(epochs=epochs, iterations=epochs * len(dls.train), train_loss=fit["losses"][-1],
                 epoch_losses=fit["losses"], resumed_from=fit["resumed_from"])
 

@@ -255,20 +255,20 @@ def _run_study(
     plan: Path | None,
 ) -> dict:
     "`run_study` once its lock on the study's folder is held; `p` is the preset with `overrides` applied."
-    preset = p.name
     chosen = [get_ablation(rows, a) for a in (ablations or rows)]
     prepare_shared_stages(p, settings)
-    runs = {f"{a.name}-s{s}": (a, s) for a in chosen for s in (seeds if seeds is not None else p.seeds)}
-    base = get_preset(preset)  # the row's overrides, then the study's, as `run_one` applies them
-    configs = {n: run_config(a, run_preset(a, base, overrides), s, overrides=overrides)
-               for n, (a, s) in runs.items()}
+    seeds = seeds if seeds is not None else p.seeds
+    runs = {f"{a.name}-s{seed}": (a, seed) for a in chosen for seed in seeds}
+    base = get_preset(p.name)  # the row's overrides, then the study's, as `run_one` applies them
+    configs = {n: run_config(a, run_preset(a, base, overrides), seed, overrides=overrides)
+               for n, (a, seed) in runs.items()}
     found = {n: None if force else reusable_record(out/n/"record.json", configs[n]) for n in runs}
     results = {n: rec for n, rec in found.items() if rec is not None}
     for n in results:  # a run whose HTML rendering was interrupted (runs made by `unip-nb run` have no notebook)
         if not run_html(out/n).exists() and (out/n/"run.ipynb").exists(): render_html(out/n/"run.ipynb", run_html(out/n))
     todo = [n for n in runs if n not in results]
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    params = lambda n: dict(ablation=runs[n][0].name, preset=preset, seed=runs[n][1],
+    params = lambda n: dict(ablation=runs[n][0].name, preset=p.name, seed=runs[n][1],
                             settings_file=str(settings.file), torch_threads=threads, overrides=overrides,
                             plan=plan and str(plan))
     print(f"{len(todo)} runs to do, {len(results)} reused; {jobs} at a time", flush=True)
@@ -281,7 +281,7 @@ def _run_study(
             print(f"[{k}/{len(futures)}] {futures[f]}: {rec['status']} ({rec.get('wall_time_s', '-')} s); "
                   f"about {left / 60:.1f} min left", flush=True)
     summary = execute_notebook(templates["summary"], out/"index.ipynb",
-                               dict(preset=preset, settings_file=str(settings.file), runs_dir=str(out)),
+                               dict(preset=p.name, settings_file=str(settings.file), runs_dir=str(out)),
                                out/"index.html")
     results["summary"] = dict(status="complete") if summary is None else dict(status="failed", error=summary, notebook=str(out/"index.ipynb"))
     return {n: results[n] for n in [*runs, "summary"]}

@@ -28,7 +28,7 @@ from torchvision.transforms import InterpolationMode
 from .attention import create_vit
 from .config import Preset, PretrainRecipe, Settings
 from .distributed import barrier, training_dataloaders
-from .files import atomic_torch_save, atomic_write_text, held_lock, remove_file, stable_hash
+from .files import CachedStage, stable_hash
 from .infmix import InfMixSpec, build_infmix, load_image
 from .synthetic import sizes_key, generate_embedded
 from .training import (NaNGuard, accumulation, adamw, fit_resumable, group_lrs, official_lr, param_groups,
@@ -368,11 +368,11 @@ def init_mae(preset: Preset) -> MAE:
 
 def pretrain_teacher(preset: Preset, data_root: Path, cache_dir: Path, progress: bool = True) -> Path:
     "The file of the embedded `preset`'s cached MAE teacher (its encoder), pre-trained first if needed."
-    out = Path(cache_dir)/"teacher"/f"{teacher_key(preset)}.pt"
-    if out.is_file(): return out
+    stage = CachedStage(Path(cache_dir)/"teacher"/f"{teacher_key(preset)}.pt")
+    if stage.is_done(): return stage.done
     recipe = preset.teacher_pretrain
     root = generate_embedded(data_root, preset.embedded, preset.data_seed, progress)
-    with held_lock(out.with_suffix(".lock")):
+    with stage.computing() as checkpoint:
         rgb = InfMixSpec(in1k=root/"in1k", coco=root/"coco", gray=False)
         paths = build_infmix(rgb, progress=progress)["path"]
         mae = init_mae(preset)
@@ -381,18 +381,16 @@ def pretrain_teacher(preset: Preset, data_root: Path, cache_dir: Path, progress:
             torch.manual_seed(preset.data_seed)
             probe = torch.stack([mae_transform(preset.img_size)(load_image(p)) for p in paths[:PROBE_IMAGES]])
         before = mae_probe_loss(mae, probe)
-        start, checkpoint = time.perf_counter(), out.with_suffix(".partial.pt")
+        start = time.perf_counter()
         fit = fit_mae(mae_learner(mae, dls, recipe), recipe, progress, checkpoint)
-        record = dict(key=out.stem, config=teacher_config(preset), images=len(paths),
+        record = dict(key=stage.done.stem, config=teacher_config(preset), images=len(paths),
                       batches=len(dls.train) * recipe.epochs, wall_s=round(time.perf_counter() - start, 3),
                       resumed_from_epoch=fit["resumed_from"], probe_loss_before=before,
                       probe_loss_after=mae_probe_loss(mae, probe), train_loss=fit["losses"],
                       final_loss=fit["losses"][-1])
-        atomic_write_text(out.with_suffix(".json"), json.dumps(record, indent=2))
-        atomic_torch_save(mae.encoder.state_dict(), out)
-        remove_file(checkpoint)
+        stage.finish(record, {stage.done: mae.encoder.state_dict()})
     barrier()  # under torchrun the other ranks load what rank 0 wrote
-    return out
+    return stage.done
 
 def teacher_record(path: Path) -> dict:
     "The record written next to a cached teacher."
