@@ -18,7 +18,7 @@ import argparse, json, tempfile
 from dataclasses import asdict, replace
 from pathlib import Path
 import torch
-from unip_nb.ablations import ablation_registry, get_ablation, run_ablation, study_roots
+from unip_nb.ablations import Run, ablation_registry, get_ablation, run_ablation, study_roots
 from unip_nb.config import Settings, get_preset
 from unip_nb.infmix import infpre_subsets
 from unip_nb.study import RunRecorder
@@ -50,7 +50,7 @@ def main():
     for seed in a.seeds:
         for row in a.rows:
             rec = RunRecorder(config={}, seed=seed)
-            metrics = run_ablation(get_ablation(registry, row), p, seed, st, stage=rec.stage)
+            metrics = run_ablation(Run(get_ablation(registry, row), p, seed), st, stage=rec.stage)
             ft, lp, times = metrics["ft"], metrics["lp"], rec.stages
             seg_s = sum(v for k, v in times.items() if k[:3] in ("ft_", "lp_"))
             runs.append(dict(row=row, seed=seed, ft=ft, lp=lp, hybrid_layer=metrics["hybrid_layer"],

@@ -4,12 +4,11 @@
 
 # %% auto #0
 __all__ = ['PLAN_FIELDS', 'PLAN_ACTIONS', 'RUNS_DIR', 'REGISTRY_PLAN', 'RUN_VERSION', 'STUDENT_VERSION', 'SHOWN_IMAGES',
-           'check_infmix_variant', 'Ablation', 'get_ablation', 'read_plan', 'ablation_registry', 'run_preset',
-           'run_config', 'run_target', 'study_roots', 'check_infmix_sources', 'infmix_spec', 'Phase', 'read_phases',
-           'run_phases', 'PhaseRun', 'student_depth', 'check_run_parameters', 'teacher_id', 'photo_layer_nmi',
-           'choose_hybrid_layer', 'student_info', 'distilled_student', 'regroup_heads', 'backbone_copy',
-           'segmentation_scores', 'compared_layers', 'attention_views', 'infmix_composition', 'pretraining_record',
-           'run_ablation']
+           'check_infmix_variant', 'Ablation', 'get_ablation', 'read_plan', 'ablation_registry', 'run_preset', 'Run',
+           'run_target', 'study_roots', 'check_infmix_sources', 'infmix_spec', 'Phase', 'read_phases', 'run_phases',
+           'PhaseRun', 'student_depth', 'check_run_parameters', 'teacher_id', 'photo_layer_nmi', 'choose_hybrid_layer',
+           'student_info', 'distilled_student', 'regroup_heads', 'backbone_copy', 'segmentation_scores',
+           'compared_layers', 'attention_views', 'infmix_composition', 'pretraining_record', 'run_ablation']
 
 # %% ../nbs/10_ablations.ipynb #59aac257
 import copy, dataclasses, json, math, re
@@ -141,25 +140,38 @@ def run_preset(ablation: Ablation, preset: Preset, overrides: dict | str | None 
     "The preset a run of `ablation` reads: `preset` with the row's overrides, then the run's `overrides`."
     return override_preset(override_preset(preset, ablation.overrides), overrides)
 
-def run_config(
-    ablation: Ablation,
-    preset: Preset,                          # the run's preset (`run_preset`)
-    seed: int,
-    teacher_layer: int | None = None,
-    infmix_sources: list[str] | None = None,
-    s: float = HYBRID_TARGET,
-    overrides: dict | None = None,           # the run's own preset overrides, recorded as given
-    target: str | int | list | None = None,  # the run's own target, in place of the row's
-    phases: list | None = None,              # the run's own pre-training phases, in place of the row's
-) -> dict:
-    "Everything that determines a run's result, as JSON-able data."
-    row = {k: v for k, v in asdict(ablation).items() if k not in ("overrides", "plan", "phases") or v}
-    given = dict(overrides=overrides, target=target, phases=phases)
-    given = {k: v for k, v in given.items() if v is not None and v != {}}
-    config = dict(ablation=row, preset=asdict(preset), seed=seed, teacher_layer=teacher_layer,
-                  infmix_sources=infmix_sources, s=s, version=RUN_VERSION, **given)
-    return json.loads(json.dumps(config, default=str))
 
+# %% ../nbs/10_ablations.ipynb #de8860f7
+@dataclass(frozen=True)
+class Run:
+    "One run of the study: an ablation row at its preset and seed, with the run's own parameters."
+    ablation: Ablation
+    preset: Preset                           # the run's preset (`run_preset`)
+    seed: int
+    teacher_layer: int | None = None         # in place of a distilling shorthand target
+    infmix_sources: list[str] | None = None  # keep only these InfMix sources
+    s: float = HYBRID_TARGET                 # the NMI of the hybrid pattern
+    overrides: dict | None = None            # the run's own preset overrides, recorded as given
+    target: str | int | list | None = None   # the run's own target, in place of the row's
+    phases: list | None = None               # the run's own pre-training phases, in place of the row's
+
+    @property
+    def config(self) -> dict:
+        "Everything that determines the run's result, as JSON-able data."
+        row = {k: v for k, v in asdict(self.ablation).items() if k not in ("overrides", "plan", "phases") or v}
+        given = dict(overrides=self.overrides, target=self.target, phases=self.phases)
+        given = {k: v for k, v in given.items() if v is not None and v != {}}
+        config = dict(ablation=row, preset=asdict(self.preset), seed=self.seed,
+                      teacher_layer=self.teacher_layer, infmix_sources=self.infmix_sources, s=self.s,
+                      version=RUN_VERSION, **given)
+        return json.loads(json.dumps(config, default=str))
+
+    def work_dir(self, cache_dir: Path, teacher: str) -> Path:
+        "Where the run keeps its finished stages: keyed by its configuration and its `teacher_id`."
+        config = {k: v for k, v in self.config.items() if k != "overrides"}  # the preset holds them
+        return Path(cache_dir)/"runs"/stable_hash(dict(config, teacher=teacher))
+
+# %% ../nbs/10_ablations.ipynb #51f5d9de
 def run_target(
     ablation: Ablation,
     target: str | int | list | None = None,  # the run's own target
@@ -171,6 +183,7 @@ def run_target(
     if isinstance(target, list):
         raise ValueError("teacher_layer replaces a shorthand target; a list of terms names each term's layer")
     return teacher_layer
+
 
 # %% ../nbs/10_ablations.ipynb #1b8df6b0
 def study_roots(preset: Preset, settings: Settings, progress: bool = False) -> dict[str, Path]:
@@ -513,22 +526,15 @@ def pretraining_record(phases: list[PhaseRun], student_depth: int) -> dict:
 
 # %% ../nbs/10_ablations.ipynb #86a86a0f
 def run_ablation(
-    ablation: Ablation,
-    preset: Preset,                          # the run's preset (`run_preset`)
-    seed: int,
+    run: Run,
     settings: Settings,
-    teacher_layer: int | None = None,        # in place of a distilling shorthand target
-    infmix_sources: list[str] | None = None,
-    s: float = HYBRID_TARGET,
     stage=_untimed,                          # the stage timer of the run's record
-    target: str | int | list | None = None,  # in place of the row's target
-    phases: list | str | None = None,        # in place of the row's pre-training phases
 ) -> dict:
     "Teacher -> NMI layer choice -> InfMix -> distillation -> fine-tuning and linear probing: the metrics of one run, resuming a killed one."
-    given = dict(target=target, phases=phases)
-    target = run_target(ablation, target, teacher_layer)
-    filled = run_phases(ablation, preset, target, infmix_sources, phases)
-    check_run_parameters(preset, teacher_layer, infmix_sources, s, target, filled)
+    preset, s = run.preset, run.s
+    target = run_target(run.ablation, run.target, run.teacher_layer)
+    filled = run_phases(run.ablation, preset, target, run.infmix_sources, run.phases)
+    check_run_parameters(preset, run.teacher_layer, run.infmix_sources, s, target, filled)
     with stage("data"): roots = rank0_first(study_roots, preset, settings)
     with stage("teacher"): teacher = teacher_for(preset, settings, progress=False).to(train_device())
     with stage("teacher_nmi"):  # measured once: one layer for all ranks
@@ -540,25 +546,24 @@ def run_ablation(
     sdepth, heads = student_depth(preset), teacher.blocks[0].attn.num_heads
     depth = len(teacher.blocks)
     terms = lambda ph: resolve_terms(target_terms(ph.target), depth, heads, sdepth, hybrid, nmi, s)
-    runs = [PhaseRun(terms(ph), infmix_spec(roots, ph.infmix, ph.sources, preset.thermal_scaling),
+    phase_runs = [PhaseRun(terms(ph), infmix_spec(roots, ph.infmix, ph.sources, preset.thermal_scaling),
                      replace(preset.distill, epochs=ph.epochs)) for ph in filled]
     tid = teacher_id(preset, settings)
-    if ablation.backbone == "teacher": backbone, made = teacher, None
+    if run.ablation.backbone == "teacher": backbone, made = teacher, None
     else:
         # nothing after the deepest distilled layer is needed
-        cut = vit_through(teacher, max(teacher_layers(r.terms)[-1] for r in runs)) if runs else teacher
+        cut = vit_through(teacher, max(teacher_layers(r.terms)[-1] for r in phase_runs)) if phase_runs else teacher
         with stage("distill"):
-            backbone, made = distilled_student(cut, runs, preset, seed, settings.cache_dir, tid)
-    config = run_config(ablation, preset, seed, teacher_layer, infmix_sources, s, **given)
-    work = Path(settings.cache_dir)/"runs"/stable_hash(dict(config, teacher=tid))
+            backbone, made = distilled_student(cut, phase_runs, preset, run.seed, settings.cache_dir, tid)
+    work = run.work_dir(settings.cache_dir, tid)
     with stage("views"):  # what the run page shows of the backbone beside the teacher
         student = backbone is not teacher
         learnt = from_rank0(photo_layer_nmi, backbone, roots["in1k"], preset) if student else None
-        taught = [t for r in runs for t in r.terms] if student else []
+        taught = [t for r in phase_runs for t in r.terms] if student else []
         pairs = compared_layers(teacher, backbone, taught, hybrid)
         views = work/"attention.pt"
         if world()[0] == 0: atomic_torch_save(attention_views(pairs, roots, preset), views)  # rank 0 alone
-    scores, resumed, detail = segmentation_scores(backbone, roots, preset, seed, work, stage)
+    scores, resumed, detail = segmentation_scores(backbone, roots, preset, run.seed, work, stage)
     for i, m in enumerate(made or [], 1):
         if m.get("resumed_from_epoch") is not None:
             resumed["distill" if i == 1 else f"distill_phase{i}"] = m["resumed_from_epoch"]
@@ -568,4 +573,4 @@ def run_ablation(
                 student_nmi=None if learnt is None else layer_dict(layer_means(learnt)),
                 attention=str(views), student_cached=cached,
                 distill_losses=[l for m in made or [] for l in m["losses"]], resumed=resumed,
-                **pretraining_record(runs, sdepth), **detail)
+                **pretraining_record(phase_runs, sdepth), **detail)
