@@ -18,27 +18,34 @@ from torch import Tensor
 
 # %% ../nbs/01_attention.ipynb #cc44a2c2
 def create_vit(arch: str | dict, img_size: int, checkpoint=None, **kwargs) -> VisionTransformer:
-    "A timm ViT at `img_size`: a registered name (optionally loaded from a local timm-format `checkpoint`, never downloaded) or a dict of `VisionTransformer` arguments."
+    "A timm ViT at `img_size`: a timm name (local `checkpoint`, never downloaded) or ViT arguments."
     if isinstance(arch, dict):
-        if checkpoint is not None: raise ValueError("a checkpoint loads into a named timm architecture, not an argument dict")
+        if checkpoint is not None:
+            raise ValueError("a checkpoint loads into a named timm architecture, "
+                             "not an argument dict")
         return VisionTransformer(img_size=img_size, num_classes=0, **arch, **kwargs).eval()
     if not timm.is_model(arch): raise KeyError(f"unknown timm model {arch!r}")
-    if not timm.models.is_model_in_modules(arch, ["vision_transformer"]): raise TypeError(f"{arch} is not a timm VisionTransformer")
-    if checkpoint is not None and not Path(checkpoint).is_file(): raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
-    extra = dict(pretrained=True, pretrained_cfg_overlay=dict(file=str(checkpoint))) if checkpoint else {}
+    if not timm.models.is_model_in_modules(arch, ["vision_transformer"]):
+        raise TypeError(f"{arch} is not a timm VisionTransformer")
+    if checkpoint is not None and not Path(checkpoint).is_file():
+        raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
+    extra = (dict(pretrained=True, pretrained_cfg_overlay=dict(file=str(checkpoint)))
+             if checkpoint else {})
     return timm.create_model(arch, img_size=img_size, num_classes=0, **extra, **kwargs).eval()
 
 # %% ../nbs/01_attention.ipynb #25b5f21b
 def vit_tokens(model: VisionTransformer, x: Tensor) -> Tensor:
-    "Tokens entering the first block: patch embedding, prefix tokens and position embedding, patch dropout, pre-norm."
+    "Tokens entering block 1: patch embed, prefix tokens and pos embed, patch dropout, pre-norm."
     return model.norm_pre(model.patch_drop(model._pos_embed(model.patch_embed(x))))
 
 # %% ../nbs/01_attention.ipynb #be53e117
 def qk_logits(attn: Attention, x: Tensor) -> Tensor:
-    "Scaled q·kᵀ `[B, H, N, N]` of timm `Attention` module `attn` for its (already `norm1`-ed) input `x` `[B, N, C]`."
-    if not isinstance(attn, Attention): raise TypeError(f"expected timm.layers.Attention, got {type(attn).__name__}")
+    "Scaled q·kᵀ `[B, H, N, N]` of `Attention` `attn` for its `norm1`-ed input `x` `[B, N, C]`."
+    if not isinstance(attn, Attention):
+        raise TypeError(f"expected timm.layers.Attention, got {type(attn).__name__}")
     B, N, _ = x.shape
-    rows, bias = 2 * attn.attn_dim, attn.qkv.bias  # the q and k rows of `qkv`: the values are not needed
+    # the q and k rows of `qkv`: the values are not needed
+    rows, bias = 2 * attn.attn_dim, attn.qkv.bias
     qk = F.linear(x, attn.qkv.weight[:rows], None if bias is None else bias[:rows])
     q, k = qk.reshape(B, N, 2, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
     return (attn.q_norm(q) * attn.scale) @ attn.k_norm(k).transpose(-2, -1)
@@ -49,7 +56,8 @@ def check_layers(model: VisionTransformer, layers: Iterable[int]) -> list[int]:
     depth, layers = len(model.blocks), sorted(set(int(l) for l in layers))
     bad = [l for l in layers if not 1 <= l <= depth]
     if bad or not layers:
-        raise IndexError(f"layer(s) {bad or 'none given'} out of range: {type(model).__name__} has {depth} blocks, layers are numbered 1..{depth}")
+        raise IndexError(f"layer(s) {bad or 'none given'} out of range: {type(model).__name__} "
+                         f"has {depth} blocks, layers are numbered 1..{depth}")
     return layers
 
 def iter_block_outputs(
@@ -58,16 +66,18 @@ def iter_block_outputs(
     logit_layers: Iterable[int],     # blocks whose q·kᵀ is wanted
     token_layers: Iterable[int] = (),  # blocks whose output tokens are wanted
 ) -> Iterator[tuple[str, int, Tensor]]:
-    "Yield `(\"logits\", layer, q·kᵀ)` and `(\"tokens\", layer, output)`, running blocks 1..the deepest."
+    "Yield `(\"logits\", layer, q·kᵀ)` and `(\"tokens\", layer, output)`; runs blocks 1..deepest."
     logit_layers, token_layers = set(logit_layers), set(token_layers)
     deepest = check_layers(model, logit_layers | token_layers)[-1]
     h = vit_tokens(model, x)
     for i, blk in enumerate(model.blocks[:deepest], start=1):
         if i in logit_layers: yield "logits", i, qk_logits(blk.attn, blk.norm1(h))
-        if i < deepest or i in token_layers: h = blk(h)  # the deepest block runs whole only for its tokens
+        # the deepest block runs whole only for its tokens
+        if i < deepest or i in token_layers: h = blk(h)
         if i in token_layers: yield "tokens", i, h
 
-def iter_attention_logits(model: VisionTransformer, x: Tensor, layers: Iterable[int]) -> Iterator[tuple[int, Tensor]]:
+def iter_attention_logits(model: VisionTransformer, x: Tensor,
+                          layers: Iterable[int]) -> Iterator[tuple[int, Tensor]]:
     "Yield `(layer, logits)` for each requested 1-based layer, running only blocks 1..max(layers)."
     for _, layer, logits in iter_block_outputs(model, x, layers): yield layer, logits
 
@@ -76,14 +86,15 @@ def attention_logits(model: VisionTransformer, x: Tensor, layer: int) -> Tensor:
     "Pre-softmax scaled q·kᵀ `[B, H, N, N]` of block `layer` (1-based), prefix tokens included."
     return next(iter_attention_logits(model, x, [layer]))[1]
 
-def attention_maps(model: VisionTransformer, x: Tensor, layers: Iterable[int] | None = None) -> dict[int, Tensor]:
-    "Attention probabilities `{layer: [B, H, N, N]}` of several layers (all when None) in one forward."
+def attention_maps(model: VisionTransformer, x: Tensor,
+                   layers: Iterable[int] | None = None) -> dict[int, Tensor]:
+    "Attention probabilities `{layer: [B, H, N, N]}` of `layers` (all when None) in one forward."
     layers = range(1, len(model.blocks)+1) if layers is None else layers
     return {l: a.softmax(-1) for l, a in iter_attention_logits(model, x, layers)}
 
 # %% ../nbs/01_attention.ipynb #e0f79b18
 def vit_through(model: VisionTransformer, layer: int) -> VisionTransformer:
-    "`model` cut after block `layer` (1-based) by timm's `prune_intermediate_layers`; weights shared."
+    "`model` cut after block `layer` (1-based) by `prune_intermediate_layers`; weights shared."
     check_layers(model, [layer])
     cut = copy.copy(model)  # its own module dicts, so pruning leaves `model` whole
     own = (dict(d) for d in (model._parameters, model._buffers, model._modules))

@@ -15,7 +15,8 @@ from pathlib import Path
 
 # %% ../nbs/00_config.ipynb #d46161e3
 SETTINGS_ENV = "UNIP_NB_SETTINGS"
-STUDY_PID_ENV = "UNIP_NB_STUDY_PID"  # the pid of the `unip-nb` process running a study (files notebook)
+# the pid of the `unip-nb` process running a study (files notebook)
+STUDY_PID_ENV = "UNIP_NB_STUDY_PID"
 STUDY_KEYS = ("data_root", "cache_dir", "reports_dir", "preset")
 STUDY_FOLDERS = ("data_root", "cache_dir", "reports_dir")  # the folders the study writes
 SOURCES = ("infpre", "in1k", "coco")      # the pre-training sources of InfMix
@@ -36,15 +37,18 @@ class Settings:
     reports_dir: Path
     preset: str
     paths: dict = field(default_factory=dict)    # name -> Path, or None where left empty
-    origins: dict = field(default_factory=dict)  # key -> "$UNIP_NB_<KEY>" where the environment set it
+    origins: dict = field(default_factory=dict)  # key -> "$UNIP_NB_<KEY>" where the env set it
 
     def origin(self, key: str) -> str:
         "What set `key`: its `UNIP_NB_<KEY>` variable, or its line of the settings file."
-        return self.origins.get(key, f"{self.file} [{'paths' if key in PATH_KEYS else 'study'}] {key}")
+        return self.origins.get(
+            key, f"{self.file} [{'paths' if key in PATH_KEYS else 'study'}] {key}")
 
     def path(self, name: str) -> Path:
         "The local path `name`, of the kind `PATH_KINDS` gives, or an error naming what set it."
-        if name not in PATH_KEYS: raise KeyError(f"unknown path {name!r}; settings.ini [paths] has {', '.join(PATH_KEYS)}")
+        if name not in PATH_KEYS:
+            raise KeyError(f"unknown path {name!r}; "
+                           f"settings.ini [paths] has {', '.join(PATH_KEYS)}")
         p, by = self.paths.get(name), f"set by {self.origin(name)}"
         if p is None: raise FileNotFoundError(
             f"{name} is empty ({by}); set it to the local copy (or export UNIP_NB_{name.upper()})")
@@ -56,7 +60,7 @@ class Settings:
         return p
 
     def writable_folder(self, key: str) -> Path:
-        "The study folder `key` (one of `STUDY_FOLDERS`), created if needed, or an error naming what set it."
+        "Study folder `key` (of `STUDY_FOLDERS`), made if needed, or an error naming what set it."
         p, by = getattr(self, key), f"set by {self.origin(key)}"
         if p.exists() and not p.is_dir(): raise NotADirectoryError(
             f"{key} = {p} is a file ({by}): point it to a folder")
@@ -64,25 +68,30 @@ class Settings:
             p.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryFile(dir=p): pass
         except OSError as e:
-            raise OSError(e.errno, f"{key} = {p} cannot be written ({e.strerror}; {by}): "
-                          f"{ERRNO_ADVICE.get(e.errno, 'point it to a folder this user can write')}") from e
+            raise OSError(
+                e.errno,
+                f"{key} = {p} cannot be written ({e.strerror}; {by}): "
+                f"{ERRNO_ADVICE.get(e.errno, 'point it to a folder this user can write')}",
+            ) from e
         return p
 
     def blame(self, error: OSError) -> str:
-        "`error`'s message, followed by the setting whose path holds its file, what set it and what to do."
+        "`error`'s message, then the setting whose path holds its file, what set it and what to do."
         if not error.filename: return str(error)
         file = Path(error.filename).resolve()
-        given = {k: getattr(self, k) for k in STUDY_FOLDERS} | {k: p for k, p in self.paths.items() if p}
+        given = ({k: getattr(self, k) for k in STUDY_FOLDERS}
+                 | {k: p for k, p in self.paths.items() if p})
         holders = [k for k, p in given.items() if file.is_relative_to(p.resolve())]
         if not holders: return str(error)
         # the deepest holder: [paths] soda rather than the data_root around it
         key = max(holders, key=lambda k: len(given[k].resolve().parts))
         advice = ERRNO_ADVICE.get(error.errno, "check it, or point it elsewhere")
-        return f"{error}\n  this is under {key} = {given[key]} (set by {self.origin(key)}): {advice}"
+        return (f"{error}\n  this is under {key} = {given[key]} "
+                f"(set by {self.origin(key)}): {advice}")
 
 # %% ../nbs/00_config.ipynb #d68810b0
 def find_settings(start: Path | None = None) -> Path:
-    "`$UNIP_NB_SETTINGS`, else the nearest `settings.ini` with a `[study]` section in `start` or its parents."
+    "`$UNIP_NB_SETTINGS`, else the nearest `settings.ini` with `[study]` in `start` or its parents."
     if os.environ.get(SETTINGS_ENV): return Path(os.environ[SETTINGS_ENV])
     start = Path(start or Path.cwd()).resolve()
     for d in [start, *start.parents]:
@@ -97,18 +106,22 @@ def _read_ini(file: Path) -> configparser.ConfigParser:
     if not file.exists(): raise FileNotFoundError(f"settings file {file} does not exist")
     cp = configparser.ConfigParser(interpolation=None)
     try: cp.read_string(file.read_text(), source=str(file))
-    except configparser.Error as e: raise ValueError(f"{file} is not a valid settings file: {e}") from e
+    except configparser.Error as e:
+        raise ValueError(f"{file} is not a valid settings file: {e}") from e
     expected = {"study": STUDY_KEYS, "paths": PATH_KEYS}
     for sec in cp.sections():
-        if sec not in expected: raise ValueError(f"{file}: unknown section [{sec}]; expected [study] and [paths]")
+        if sec not in expected:
+            raise ValueError(f"{file}: unknown section [{sec}]; expected [study] and [paths]")
         unknown = set(cp[sec]) - set(expected[sec])
-        if unknown: raise ValueError(f"{file}: unknown key(s) {sorted(unknown)} in [{sec}]; allowed: {', '.join(expected[sec])}")
+        if unknown:
+            raise ValueError(f"{file}: unknown key(s) {sorted(unknown)} in [{sec}]; "
+                             f"allowed: {', '.join(expected[sec])}")
     if not cp.has_section("study"): raise ValueError(f"{file}: missing [study] section")
     return cp
 
 # %% ../nbs/00_config.ipynb #07fbd8e6
 def load_settings(file: Path | str | None = None) -> Settings:
-    "Read `settings.ini` (found with `find_settings` when `file` is None), apply `UNIP_NB_<KEY>` overrides, check values."
+    "Read `file` (else `find_settings()`), apply the `UNIP_NB_<KEY>` overrides, check the values."
     file = Path(file) if file else find_settings()
     cp, root = _read_ini(file), file.resolve().parent
     variables = {k: f"UNIP_NB_{k.upper()}" for k in (*STUDY_KEYS, *PATH_KEYS)}
@@ -120,12 +133,14 @@ def load_settings(file: Path | str | None = None) -> Settings:
     def origin(key): return overridden.get(key, f"{file} [study] {key}")
     study = {k: get("study", k) for k in STUDY_KEYS}
     missing = [origin(k) for k, v in study.items() if v is None]
-    if missing: raise ValueError(f"no value for {', '.join(missing)}: the study needs data_root, cache_dir, "
-                                 "reports_dir and preset")
+    if missing:
+        raise ValueError(f"no value for {', '.join(missing)}: the study needs "
+                         "data_root, cache_dir, reports_dir and preset")
     if study["preset"] not in PRESETS:
         raise ValueError(f"{origin('preset')}: preset = {study['preset']!r} "
                          f"is not one of {', '.join(PRESETS)}")
-    return Settings(file=file, preset=study["preset"], **{k: resolve(study[k]) for k in STUDY_FOLDERS},
+    return Settings(file=file, preset=study["preset"],
+                    **{k: resolve(study[k]) for k in STUDY_FOLDERS},
                     paths={k: resolve(get("paths", k)) for k in PATH_KEYS}, origins=overridden)
 
 # %% ../nbs/00_config.ipynb #5293d445
@@ -141,7 +156,7 @@ class EmbeddedSizes:
 
 @dataclass(frozen=True)
 class PretrainRecipe:
-    "Optimisation of a pre-training stage (MAE teacher, UNIP distillation): the official recipe, scaled."
+    "Optimisation of pre-training (MAE teacher, UNIP distillation): the official recipe, scaled."
     epochs: int
     batch_size: int             # effective batch: per device x accumulation x devices
     warmup_epochs: int
@@ -152,7 +167,7 @@ class PretrainRecipe:
 
 @dataclass(frozen=True)
 class SegRecipe:
-    "Fine-tuning (UperNet on LL-FPN, layer-wise lr decay) and linear probing on the three segmentation sets."
+    "Fine-tuning (UperNet on LL-FPN, layer-wise lr decay) and linear probing on the labelled sets."
     crop: int                   # training crop and sliding-window size, pixels
     stride: int                 # sliding-window stride at inference
     batch_size: int
@@ -162,18 +177,21 @@ class SegRecipe:
     weight_decay: float = 0.05
     betas: tuple = (0.9, 0.999)
     layer_decay: float = 0.85   # UNIP's fine-tuning decay; linear probing trains the head only
-    drop_path: float = 0.1      # fine-tuning stochastic depth: linspace(0, drop_path, depth) over the blocks
-    layer_scale: float | None = 1.0  # layer scale init of the fine-tuned backbone (official: 1.0); None: none
-    probe_norm: bool = False    # BatchNorm before the probe's classifier (the official probe has none)
+    drop_path: float = 0.1      # stochastic depth: linspace(0, drop_path, depth) over the blocks
+    layer_scale: float | None = 1.0  # layer scale init of the backbone (official: 1.0); None: none
+    probe_norm: bool = False    # BatchNorm before the probe's classifier (the official has none)
 
     def schedule(self, dataset: str) -> tuple[int, int]:
         "(iterations, warm-up iterations) for `dataset`."
         table = {d: (n, w) for d, n, w in self.iters}
-        if dataset not in table: raise KeyError(f"no iterations for dataset {dataset!r}; the recipe has {', '.join(table)}")
+        if dataset not in table:
+            raise KeyError(f"no iterations for dataset {dataset!r}; "
+                           f"the recipe has {', '.join(table)}")
         return table[dataset]
 
 # %% ../nbs/00_config.ipynb #58a0ccf4
-THERMAL_SCALINGS = ("percentile", "minmax", "refuse")  # 16-bit and float images to 8 bits (files notebook)
+# 16-bit and float images to 8 bits (files notebook)
+THERMAL_SCALINGS = ("percentile", "minmax", "refuse")
 
 def check_thermal_scaling(scaling: str, owner: str = "") -> None:
     "Refuse a `thermal_scaling` outside `THERMAL_SCALINGS`; `owner` leads the message."
@@ -192,18 +210,21 @@ class Preset:
     seg: SegRecipe
     nmi_images: int = 16        # images averaged in the layerwise NMI analysis
     nmi_batch: int = 8          # images per forward pass in the NMI analysis
-    hybrid_layer: int | str = "nmi"  # hybrid and feature targets: "nmi" (the rule picks) or a fixed layer
+    hybrid_layer: int | str = "nmi"  # hybrid and feature targets: "nmi" (the rule) or a fixed layer
     seeds: tuple = (0,)         # seeds the study runs
-    teacher_pretrain: PretrainRecipe | None = None  # embedded: MAE pre-training of the teacher; None: official checkpoint
+    # embedded: MAE pre-training of the teacher; None: official checkpoint
+    teacher_pretrain: PretrainRecipe | None = None
     embedded: EmbeddedSizes | None = None # generated data; None: real data from settings.ini
-    data_seed: int = 0          # seed of the generated data (fixed across run seeds: the data is the benchmark)
-    amp: str | None = None      # "bf16" or "fp16": CUDA autocast in distillation and fine-tuning; None: fp32
+    # seed of the generated data (fixed across run seeds: the data is the benchmark)
+    data_seed: int = 0
+    amp: str | None = None      # "bf16"/"fp16": CUDA autocast (distill, fine-tune); None: fp32
     compile: bool = False       # run the trained models through torch.compile
-    num_workers: int = 0        # data-loading processes per rank (each draws its augmentations from its own seed)
+    # data-loading processes per rank (each draws its augmentations from its own seed)
+    num_workers: int = 0
     thermal_scaling: str = "percentile"  # 16-bit and float images to 8 bits (THERMAL_SCALINGS)
 
     def __post_init__(self):
-        "Refuse a `hybrid_layer` that is neither the rule nor a layer, an unknown `amp` or `thermal_scaling`."
+        "Refuse a bad `hybrid_layer` (neither the rule nor a layer), `amp` or `thermal_scaling`."
         fixed = isinstance(self.hybrid_layer, int) and not isinstance(self.hybrid_layer, bool)
         if self.hybrid_layer != "nmi" and not (fixed and self.hybrid_layer >= 1):
             raise ValueError(f"preset {self.name!r}: hybrid_layer must be 'nmi' (the NMI rule) "
@@ -219,8 +240,9 @@ class Preset:
         return self.embedded is None
 
     def changed(self, *names: str) -> dict:
-        "The fields `names` that differ from their defaults: cache keys made before those fields existed stay valid."
-        return {n: getattr(self, n) for n in names if getattr(self, n) != self.__dataclass_fields__[n].default}
+        "Fields `names` that differ from their defaults (cache keys made before them stay valid)."
+        return {n: getattr(self, n) for n in names
+                if getattr(self, n) != self.__dataclass_fields__[n].default}
 
 PRESETS = {p.name: p for p in [
     Preset("smoke", img_size=64, nmi_images=8, nmi_batch=8,
@@ -230,7 +252,8 @@ PRESETS = {p.name: p for p in [
            distill=PretrainRecipe(epochs=2, batch_size=16, warmup_epochs=1, blr=1.5e-3),
            seg=SegRecipe(crop=64, stride=43, batch_size=4, decoder_channels=32, lr=1e-3,
                          iters=(("soda", 6, 2), ("mfnet", 6, 2), ("scutseg", 6, 2))),
-           embedded=EmbeddedSizes(size=64, infpre_per_sensor=16, in1k_per_class=4, coco_images=16, seg_train=12, seg_test=6)),
+           embedded=EmbeddedSizes(size=64, infpre_per_sensor=16, in1k_per_class=4, coco_images=16,
+                                  seg_train=12, seg_test=6)),
     Preset("default", img_size=64, nmi_images=32, nmi_batch=16, seeds=(0, 1, 2),
            teacher_arch=dict(patch_size=8, embed_dim=192, depth=8, num_heads=6),
            student_arch=dict(patch_size=8, embed_dim=96, depth=6, num_heads=3),
@@ -238,19 +261,22 @@ PRESETS = {p.name: p for p in [
            distill=PretrainRecipe(epochs=3, batch_size=64, warmup_epochs=1, blr=6e-3),
            seg=SegRecipe(crop=64, stride=43, batch_size=8, decoder_channels=64, lr=1e-3,
                          iters=(("soda", 50, 5), ("mfnet", 34, 3), ("scutseg", 57, 6))),
-           embedded=EmbeddedSizes(size=64, infpre_per_sensor=400, in1k_per_class=150, coco_images=600, seg_train=150, seg_test=50)),
-    Preset("paper", teacher_arch="vit_large_patch16_224", student_arch="vit_small_patch16_224", img_size=224,
-           hybrid_layer=18, nmi_images=256, nmi_batch=32, seeds=(0, 1, 2),
+           embedded=EmbeddedSizes(size=64, infpre_per_sensor=400, in1k_per_class=150,
+                                  coco_images=600, seg_train=150, seg_test=50)),
+    Preset("paper", teacher_arch="vit_large_patch16_224", student_arch="vit_small_patch16_224",
+           img_size=224, hybrid_layer=18, nmi_images=256, nmi_batch=32, seeds=(0, 1, 2),
            distill=PretrainRecipe(epochs=100, batch_size=4096, warmup_epochs=5, accum=8),
            seg=SegRecipe(crop=512, stride=341, batch_size=8, decoder_channels=384,
-                         iters=(("soda", 14400, 1500), ("mfnet", 9800, 1000), ("scutseg", 16800, 1700))),
+                         iters=(("soda", 14400, 1500), ("mfnet", 9800, 1000),
+                                ("scutseg", 16800, 1700))),
            amp="fp16", num_workers=8),
 ]}
 
 # %% ../nbs/00_config.ipynb #3e1705b2
 def get_preset(name: str) -> Preset:
     "The preset called `name`, or an error listing the known ones."
-    if name not in PRESETS: raise KeyError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    if name not in PRESETS:
+        raise KeyError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     return PRESETS[name]
 
 # %% ../nbs/00_config.ipynb #1f9e2f68
@@ -258,18 +284,21 @@ HYBRID_TARGET = 0.09                  # the paper's s: the NMI of the hybrid att
 
 # %% ../nbs/00_config.ipynb #7c625fdf
 def hide_known_warnings() -> None:
-    "Silence the `FutureWarning` of fastai's import calling `torch.jit.script`; every other warning stays."
-    warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
+    "Silence the `FutureWarning` of fastai's import calling `torch.jit.script`, and no other."
+    warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated",
+                            category=FutureWarning)
 
 # %% ../nbs/00_config.ipynb #7a707dc3
 def parse_overrides(overrides: dict | str | None) -> dict:
-    "Preset overrides as a dict: a dict, its JSON text (papermill's `-p`, the command line), or None."
+    "Preset overrides as a dict: from a dict, its JSON text (papermill's `-p`, the CLI), or None."
     if overrides is None: return {}
     if isinstance(overrides, str):
         try: overrides = json.loads(overrides)
-        except json.JSONDecodeError as e: raise ValueError(f"overrides {overrides!r} is not JSON: {e}") from e
+        except json.JSONDecodeError as e:
+            raise ValueError(f"overrides {overrides!r} is not JSON: {e}") from e
     if not isinstance(overrides, dict) or not all(isinstance(k, str) for k in overrides):
-        raise TypeError("overrides must map dotted preset fields to values, e.g. {\"distill.epochs\": 10}, "
+        raise TypeError("overrides must map dotted preset fields to values, "
+                        "e.g. {\"distill.epochs\": 10}, "
                         f"got {overrides!r}")
     return overrides
 
@@ -279,12 +308,13 @@ def _kind_names(kind) -> str:
     return " or ".join("None" if k is type(None) else k.__name__ for k in kinds)
 
 def _typed(value, kind, key: str):
-    "`value` as a field of type `kind` holds it (lists as tuples, ints as floats), else a `TypeError`."
+    "`value` as a `kind` field holds it (lists as tuples, ints as floats), else a `TypeError`."
     for k in typing.get_args(kind) if isinstance(kind, types.UnionType) else (kind,):
         if k is type(None) and value is None: return None
         if k is tuple and isinstance(value, (list, tuple)):
             return tuple(tuple(v) if isinstance(v, list) else v for v in value)
-        if isinstance(value, bool) and k is not bool: continue  # True is an int to Python, not to a preset
+        # True is an int to Python, not to a preset
+        if isinstance(value, bool) and k is not bool: continue
         if k is float and isinstance(value, (int, float)): return float(value)
         if k in (int, str, bool, dict) and isinstance(value, k): return value
     hint = "; set its fields one by one (e.g. distill.epochs)" if isinstance(value, dict) else ""
@@ -296,24 +326,27 @@ def _with_field(obj, path: list[str], value, key: str):
     fields = {f.name: f for f in dataclasses.fields(obj)}
     name = path[0]
     if name not in fields:
-        raise ValueError(f"unknown preset field {key!r}: {type(obj).__name__} has {', '.join(fields)}")
-    if len(path) == 1: return dataclasses.replace(obj, **{name: _typed(value, fields[name].type, key)})
+        raise ValueError(f"unknown preset field {key!r}: "
+                         f"{type(obj).__name__} has {', '.join(fields)}")
+    if len(path) == 1:
+        return dataclasses.replace(obj, **{name: _typed(value, fields[name].type, key)})
     inner = getattr(obj, name)
     if not dataclasses.is_dataclass(inner):
         raise ValueError(f"preset field {key!r}: {name} is {inner!r}, which has no fields to set")
     return dataclasses.replace(obj, **{name: _with_field(inner, path[1:], value, key)})
 
 def override_preset(preset: Preset, overrides: dict | str | None) -> Preset:
-    "`preset` with the fields named by dotted keys set (`{\"distill.epochs\": 10}`), each type-checked."
+    "`preset` with the fields of dotted keys (`{\"distill.epochs\": 10}`) set, each type-checked."
     for key, value in parse_overrides(overrides).items():
         if key == "name":
-            raise ValueError("the preset's name cannot be overridden: its runs' folders are named after it")
+            raise ValueError("the preset's name cannot be overridden: "
+                             "its runs' folders are named after it")
         preset = _with_field(preset, key.split("."), value, key)
     return preset
 
 # %% ../nbs/00_config.ipynb #31504ab0
 def from_fields(cls: type, mapping, what: str):
-    "`cls(**mapping)` from a mapping of its fields (an instance as it is), its errors prefixed with `what`."
+    "`cls(**mapping)` from a dict of its fields (an instance as is); errors prefixed with `what`."
     if isinstance(mapping, cls): return mapping
     names = [f.name for f in dataclasses.fields(cls)]
     if not isinstance(mapping, dict):

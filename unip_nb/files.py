@@ -20,7 +20,8 @@ from .config import STUDY_PID_ENV, check_thermal_scaling
 
 # %% ../nbs/00_files.ipynb #feedfeec
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")  # compared case-insensitively
-DEEP_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")  # one band of 16-bit, 32-bit or float values
+# one band of 16-bit, 32-bit or float values
+DEEP_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 
 def is_image_file(path: Path) -> bool:
     "Whether `path` is a file with an image suffix."
@@ -50,14 +51,16 @@ def read_image(
     mode: str | None = None,          # PIL mode to convert to; None: the file's own
     scaling: str = "percentile",      # how a 16-bit or float image reaches 8 bits (`to_8bit`)
 ) -> Image.Image:
-    "Image file `path`, fully decoded (converted to `mode` if given), or a `ValueError` naming the file."
+    "Image file `path`, fully decoded (in `mode` if given), or a `ValueError` naming the file."
     try:
         with Image.open(path) as im:
             im.load()
             im = im.copy()
-    except (OSError, SyntaxError, ValueError) as e: raise ValueError(f"{path} is not a readable image: {e}") from e
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ValueError(f"{path} is not a readable image: {e}") from e
     if not mode or mode == im.mode: return im
-    if im.mode in DEEP_MODES: im = Image.fromarray(to_8bit(np.asarray(im), scaling, f"{path} ({im.mode})"))
+    if im.mode in DEEP_MODES:
+        im = Image.fromarray(to_8bit(np.asarray(im), scaling, f"{path} ({im.mode})"))
     return im.convert(mode)
 
 # %% ../nbs/00_files.ipynb #a5fd27cc
@@ -65,13 +68,16 @@ FAILPOINT_ENV = "UNIP_NB_FAILPOINT"
 FAILPOINT_ACTIONS = ("SIGTERM", "SIGKILL", "ENOSPC")
 
 def failpoint(name: str) -> None:
-    "Inject the fault `UNIP_NB_FAILPOINT` names (`pattern=ACTION`) when `name` matches its pattern; nothing otherwise."
+    "Inject the fault `UNIP_NB_FAILPOINT` names (`pattern=ACTION`) if `name` matches the pattern."
     spec = os.environ.get(FAILPOINT_ENV)
     if not spec: return
     pattern, _, action = spec.rpartition("=")
-    if action not in FAILPOINT_ACTIONS: raise ValueError(f"{FAILPOINT_ENV}={spec!r}: the action must be one of {', '.join(FAILPOINT_ACTIONS)}")
+    if action not in FAILPOINT_ACTIONS:
+        raise ValueError(f"{FAILPOINT_ENV}={spec!r}: the action must be one of "
+                         f"{', '.join(FAILPOINT_ACTIONS)}")
     if not fnmatch.fnmatchcase(name, pattern): return
-    if action == "ENOSPC": raise OSError(errno.ENOSPC, f"No space left on device (failpoint {name})")
+    if action == "ENOSPC":
+        raise OSError(errno.ENOSPC, f"No space left on device (failpoint {name})")
     study = int(os.environ.get(STUDY_PID_ENV, os.getpid()))
     os.kill(study, getattr(signal, action))
     if action == "SIGKILL": os.kill(os.getpid(), signal.SIGKILL)
@@ -80,7 +86,8 @@ def failpoint(name: str) -> None:
 # %% ../nbs/00_files.ipynb #dded208f
 def world() -> tuple[int, int]:
     "(rank, world size) of this process in torch.distributed's process group; (0, 1) outside one."
-    if torch.distributed.is_available() and torch.distributed.is_initialized(): return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
     return 0, 1
 
 def remove_file(path: Path) -> None:
@@ -89,7 +96,7 @@ def remove_file(path: Path) -> None:
 
 # %% ../nbs/00_files.ipynb #c98fd1ba
 def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
-    "Call `write(tmp)` on a temporary file next to `path`, then rename it into place atomically (on rank 0; other ranks write nothing)."
+    "Call `write(tmp)` on a temp file beside `path`, then atomically rename it there (rank 0 only)."
     path = Path(path)
     if world()[0] != 0: return path
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -102,7 +109,8 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
         os.replace(tmp, path)
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, OSError) and e.errno and not e.filename: e.filename = str(path)  # a full disk
+        # a full disk
+        if isinstance(e, OSError) and e.errno and not e.filename: e.filename = str(path)
         raise
     return path
 
@@ -132,7 +140,7 @@ def _is_current(fd: int, path: Path) -> bool:
 
 @contextmanager
 def held_lock(path: Path):
-    "Hold lock file `path` for the block (rank 0): a lock of a live process is an error naming it, one left by a dead process is taken over with a warning."
+    "Hold lock file `path` (rank 0): a live holder's is an error, a dead one's is taken over."
     path = Path(path)
     if world()[0] != 0:  # rank 0 holds the locks of a distributed run
         yield path
@@ -145,14 +153,19 @@ def held_lock(path: Path):
         except BlockingIOError:
             holder = os.read(fd, 4096).decode() or "holder not yet recorded"
             os.close(fd)
-            raise RuntimeError(f"{path} is locked by a running process ({holder}): another study is computing this stage; "
+            raise RuntimeError(f"{path} is locked by a running process ({holder}): "
+                               "another study is computing this stage; "
                                "wait for it to finish or stop it") from None
         if _is_current(fd, path): break
         os.close(fd)
     left = os.read(fd, 4096).decode()
-    if not created: warnings.warn(f"stale lock {path} left by a process that is gone ({left or 'holder not recorded'}): taking it over")
-    me = dict(pid=os.getpid(), host=socket.gethostname(), since=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    os.ftruncate(fd, 0); os.pwrite(fd, json.dumps(me).encode(), 0)
+    if not created:
+        warnings.warn(f"stale lock {path} left by a process that is gone "
+                      f"({left or 'holder not recorded'}): taking it over")
+    me = dict(pid=os.getpid(), host=socket.gethostname(),
+              since=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps(me).encode(), 0)
     try: yield path
     finally:
         path.unlink(missing_ok=True)
@@ -161,7 +174,7 @@ def held_lock(path: Path):
 # %% ../nbs/00_files.ipynb #52637004
 @dataclass(frozen=True)
 class CachedStage:
-    "A cached stage's files: `done`, written last, marks it finished; its record, checkpoint and lock."
+    "A cached stage's files: `done`, written last, marks it done; its record, checkpoint and lock."
     done: Path                # the stage's weights (`.pt`) or its record (`.json`)
     lock: Path | None = None  # held while it computes; None: `done` with the suffix `.lock`
 
@@ -191,9 +204,9 @@ class CachedStage:
     def finish(
         self,
         record: dict,             # written as JSON to `record`
-        saved: dict | None = None,  # path -> object to `torch.save`; `done` too unless it is the record
+        saved: dict | None = None,  # path -> object to `torch.save`; `done` too if not the record
     ) -> None:
-        "Write `saved`, then the record, then `done`, each atomically; remove the partial checkpoint."
+        "Write `saved`, the record, then `done`, each atomically; remove the partial checkpoint."
         saved = dict(saved or {})
         weights = saved.pop(self.done, None)
         if weights is None and self.done != self.record:

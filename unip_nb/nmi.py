@@ -23,36 +23,44 @@ from .files import IMAGE_SUFFIXES, is_image_file, read_image
 from .config import HYBRID_TARGET
 
 # %% ../nbs/02_nmi.ipynb #183d6ce9
-NMI_CHUNK = 1 << 20  # map entries taken at a time (4 MB of float32), so that a chunk's temporaries stay in the CPU's cache
+# map entries taken at a time (4 MB of float32): a chunk's temporaries stay in the CPU's cache
+NMI_CHUNK = 1 << 20
 
 def check_attention(attn: Tensor, atol: float = 1e-3) -> Tensor:
-    "`attn` as float, checked to hold probabilities over its last axis (non-negative, rows sum to 1)."
+    "`attn` as float, checked to hold probabilities over the last axis (>= 0, rows sum to 1)."
     attn = attn.float()
-    if attn.min() < 0: raise ValueError("attention has negative entries: pass probabilities (softmax of the logits), not logits")
+    if attn.min() < 0:
+        raise ValueError("attention has negative entries: "
+                         "pass probabilities (softmax of the logits), not logits")
     err = (attn.sum(-1) - 1).abs().max().item()
-    if err > atol: raise ValueError(f"attention rows must sum to 1 (largest deviation {err:.3g}): pass softmax probabilities")
+    if err > atol:
+        raise ValueError(f"attention rows must sum to 1 (largest deviation {err:.3g}): "
+                         "pass softmax probabilities")
     return attn
 
 def sum_plogp(p: Tensor, dims) -> Tensor:
-    "Σ p·log p over `dims`, with 0·log 0 = 0 (entries below the dtype's smallest normal count as that number)."
+    "Σ p·log p over `dims`, 0·log 0 = 0 (entries under the dtype's smallest normal count as it)."
     return p.clamp_min(torch.finfo(p.dtype).tiny).log_().mul_(p).sum(dims)
 
 def key_entropies(maps: Tensor) -> tuple[Tensor, Tensor]:
-    "H(K) and H(K|Q), with uniform p(q), of the attention probabilities `maps[..., Q, K]`; each of shape `[...]`."
+    "H(K) and H(K|Q), uniform p(q), of attention probabilities `maps[..., Q, K]`; each `[...]`."
     maps = check_attention(maps)
     pk = maps.mean(-2)                                                  # p(k) = Σ_q p(q) p(k|q)
     return -sum_plogp(pk, -1), -sum_plogp(maps, (-2, -1)) / maps.shape[-2]
 
 def map_chunks(attn: Tensor, chunk: int = NMI_CHUNK) -> tuple[Tensor, ...]:
-    "The maps of `attn[..., Q, K]` as `[M, Q, K]` pieces of whole maps, about `chunk` entries each (at least one map)."
-    if attn.ndim < 2 or attn.numel() == 0: raise ValueError(f"attention must be a non-empty [..., Q, K], got shape {tuple(attn.shape)}")
+    "The maps of `attn[..., Q, K]` in `[M, Q, K]` pieces of about `chunk` entries (at least a map)."
+    if attn.ndim < 2 or attn.numel() == 0:
+        raise ValueError("attention must be a non-empty [..., Q, K], "
+                         f"got shape {tuple(attn.shape)}")
     maps = attn.reshape(-1, *attn.shape[-2:])
     return maps.split(max(1, chunk // maps[0].numel()))
 
 def attention_nmi(attn: Tensor, eps: float = 1e-12, chunk: int = NMI_CHUNK) -> Tensor:
-    "NMI between query and key positions of attention probabilities `attn[..., Q, K]` with uniform p(q); shape `[...]`."
+    "NMI of query and key positions of `attn[..., Q, K]` (probabilities, uniform p(q)): `[...]`."
     hk, hk_given_q = (torch.cat(h) for h in zip(*map(key_entropies, map_chunks(attn, chunk))))
-    mi = (hk - hk_given_q).clamp_min(0)                                 # I(Q;K) >= 0; the clamp removes rounding noise
+    # I(Q;K) >= 0; the clamp removes rounding noise
+    mi = (hk - hk_given_q).clamp_min(0)
     return (mi / torch.sqrt(math.log(attn.shape[-2]) * hk).clamp_min(eps)).reshape(attn.shape[:-2])
 
 # %% ../nbs/02_nmi.ipynb #5b648342
@@ -62,16 +70,19 @@ def patch_attention(attn: Tensor, num_prefix_tokens: int) -> Tensor:
     return a / a.sum(-1, keepdim=True)
 
 @torch.no_grad()
-def layerwise_nmi(model, batches: Iterable, drop_cls: bool = True, progress: bool = True) -> pd.DataFrame:
-    "NMI per (layer, head) of a timm ViT (blocks may differ in heads), averaged over the images of `batches`."
+def layerwise_nmi(model, batches: Iterable, drop_cls: bool = True,
+                  progress: bool = True) -> pd.DataFrame:
+    "NMI per (layer, head) of a timm ViT (heads may vary by block), averaged over `batches`."
     model.eval()
     depth, totals, n, device = len(model.blocks), None, 0, next(model.parameters()).device
     for xb in (progress_bar(batches, leave=False) if progress else batches):
-        xb = (xb[0] if isinstance(xb, (tuple, list)) else xb).to(device)  # a tensor, or a tuple led by one
+        # a tensor, or a tuple led by one
+        xb = (xb[0] if isinstance(xb, (tuple, list)) else xb).to(device)
         per_layer = []
         for _, logits in iter_attention_logits(model, xb, range(1, depth+1)):
             a = logits.softmax(-1)
-            per_layer.append(attention_nmi(patch_attention(a, model.num_prefix_tokens) if drop_cls else a).sum(0))
+            per_layer.append(attention_nmi(patch_attention(a, model.num_prefix_tokens)
+                                           if drop_cls else a).sum(0))
         totals = per_layer if totals is None else [t + p for t, p in zip(totals, per_layer)]
         n += len(xb)
     if n == 0: raise ValueError("layerwise_nmi got no images: `batches` is empty")
@@ -80,12 +91,15 @@ def layerwise_nmi(model, batches: Iterable, drop_cls: bool = True, progress: boo
                         columns=["layer", "head", "nmi"])
 
 # %% ../nbs/02_nmi.ipynb #8fe9ee03
-PATTERN_BANDS = (0.06, 0.12)  # this project's choice, from the paper's stable s range; not published cut-offs
+# this project's choice, from the paper's stable s range; not published cut-offs
+PATTERN_BANDS = (0.06, 0.12)
 
 def layer_means(layer_nmi: pd.DataFrame) -> pd.Series:
     "Head-averaged NMI per layer of a `layerwise_nmi` table."
     missing = {"layer", "nmi"} - set(layer_nmi.columns)
-    if missing: raise ValueError(f"layer NMI table needs columns 'layer' and 'nmi', missing {sorted(missing)}")
+    if missing:
+        raise ValueError("layer NMI table needs columns 'layer' and 'nmi', "
+                         f"missing {sorted(missing)}")
     if layer_nmi.empty: raise ValueError("layer NMI table is empty")
     return layer_nmi.groupby("layer")["nmi"].mean()
 
@@ -97,15 +111,16 @@ def _refuse_broken(layer_nmi: pd.DataFrame, what: str) -> None:
                                 f"their attention maps are broken, so no {what} is picked")
 
 def select_hybrid_layer(layer_nmi: pd.DataFrame, s: float = HYBRID_TARGET) -> int:
-    "The paper's rule: the layer whose head-averaged NMI is closest to `s` (the shallowest one on a tie)."
+    "The paper's rule: the layer whose head-mean NMI is closest to `s` (the shallowest on a tie)."
     means = layer_means(layer_nmi)
     _refuse_broken(layer_nmi, "hybrid layer")
     return int((means - s).abs().idxmin())
 
 def classify_pattern(nmi, bands: tuple = PATTERN_BANDS):
-    "'global', 'hybrid' or 'local' for an NMI value (or an array of them), by this project's `bands`."
+    "'global', 'hybrid' or 'local' for an NMI value (or an array), by this project's `bands`."
     lo, hi = bands
-    if not 0 <= lo < hi: raise ValueError(f"bands must be 0 <= global cut-off < local cut-off, got {bands}")
+    if not 0 <= lo < hi:
+        raise ValueError(f"bands must be 0 <= global cut-off < local cut-off, got {bands}")
     labels = np.select([np.asarray(nmi) < lo, np.asarray(nmi) <= hi], ["global", "hybrid"], "local")
     return labels.item() if labels.ndim == 0 else labels
 
@@ -115,9 +130,10 @@ def select_hybrid_heads(
     n: int,                   # how many heads
     s: float = HYBRID_TARGET,
 ) -> tuple[tuple[int, int], ...]:
-    "The `n` `(layer, head)` pairs of a `layerwise_nmi` table whose NMI is closest to `s`, in layer order."
+    "The `n` `(layer, head)` pairs of the table whose NMI is closest to `s`, in layer order."
     layer_means(layer_nmi)  # the table's columns
-    if "head" not in layer_nmi.columns: raise ValueError("picking heads needs the table's 'head' column")
+    if "head" not in layer_nmi.columns:
+        raise ValueError("picking heads needs the table's 'head' column")
     if not 1 <= n <= len(layer_nmi):
         raise ValueError(f"cannot pick {n} heads from a table of {len(layer_nmi)}")
     _refuse_broken(layer_nmi, "hybrid head")
@@ -132,7 +148,7 @@ def sample_photos() -> list[Image.Image]:
     return [Image.fromarray(a) for a in load_sample_images().images]
 
 def folder_photos(root: Path, n: int, seed: int = 0) -> list[Image.Image]:
-    "`n` images of the folder `root` drawn seeded across its class folders (an image's folder is its class)."
+    "`n` images of `root` drawn seeded across its class folders (an image's folder is its class)."
     root = Path(root)
     if not root.is_dir(): raise FileNotFoundError(f"image folder {root} does not exist")
     classes = {}
@@ -140,19 +156,22 @@ def folder_photos(root: Path, n: int, seed: int = 0) -> list[Image.Image]:
         classes.setdefault(p.parent, []).append(p)
     total = sum(map(len, classes.values()))
     if total < n:
-        raise FileNotFoundError(f"image folder {root} holds {total} {'/'.join(IMAGE_SUFFIXES)} files, "
-                                f"the NMI analysis needs {n}")
+        raise FileNotFoundError(f"image folder {root} holds {total} "
+                                f"{'/'.join(IMAGE_SUFFIXES)} files, the NMI analysis needs {n}")
     rng = random.Random(seed)
-    pools = [rng.sample(files, len(files)) for files in classes.values()]  # each class in a seeded order
-    rng.shuffle(pools)                                                     # which classes give one more
+    # each class in a seeded order
+    pools = [rng.sample(files, len(files)) for files in classes.values()]
+    # which classes give one more
+    rng.shuffle(pools)
     # round robin: the i-th image of every class that still has one, until n are drawn
     drawn = [pool[i] for i in range(max(map(len, pools))) for pool in pools if i < len(pool)]
     return [read_image(p, "RGB") for p in drawn[:n]]
 
 def photo_crops(photos: list[Image.Image], n: int, size: int, seed: int = 0) -> Tensor:
-    "`n` seeded random-resized crops (scale 0.2-1) of `photos`, as an ImageNet-normalised `[n, 3, size, size]` tensor."
+    "`n` seeded random crops (scale 0.2-1) of `photos`, ImageNet-normalised: `[n, 3, size, size]`."
     if not photos: raise ValueError("photo_crops needs at least one photo")
-    tf = transforms.Compose([transforms.RandomResizedCrop(size, scale=(0.2, 1.0)), transforms.ToTensor(),
+    tf = transforms.Compose([transforms.RandomResizedCrop(size, scale=(0.2, 1.0)),
+                             transforms.ToTensor(),
                              transforms.Normalize(IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD)])
     with torch.random.fork_rng():
         torch.manual_seed(seed)
@@ -160,7 +179,7 @@ def photo_crops(photos: list[Image.Image], n: int, size: int, seed: int = 0) -> 
 
 # %% ../nbs/02_nmi.ipynb #3cebe817
 def eval_crops(photos: list[Image.Image], size: int) -> Tensor:
-    "`photos` resized and centre-cropped by timm's ImageNet evaluation transform: `[n, 3, size, size]`."
+    "`photos` resized and centre-cropped by timm's ImageNet eval transform: `[n, 3, size, size]`."
     if not photos: raise ValueError("eval_crops needs at least one photo")
     tf = create_transform(size, is_training=False, interpolation="bicubic", crop_pct=0.875)
     return torch.stack([tf(p) for p in photos])
@@ -174,15 +193,18 @@ def plot_layer_nmi(
     ax=None,
     label: str = "mean over heads",    # legend of the mean curve
 ):
-    "Seaborn figure of NMI per layer (mean and per head) over the pattern bands, marking the selected layer."
+    "Seaborn plot of NMI by layer (mean, per head) on the pattern bands; the chosen layer marked."
     ax = ax or plt.subplots(figsize=(7, 3.5))[1]
     top = max(bands[1] * 1.5, float(layer_nmi["nmi"].max()) * 1.1)
     spans = [((0, bands[0]), "global", "#dde7f5"), (bands, "hybrid", "#fbe3c6"),
              ((bands[1], top), "local", "#dcefdc")]
-    for (lo, hi), name, colour in spans: ax.axhspan(lo, hi, color=colour, zorder=0, label=f"{name} band")
-    sns.stripplot(data=layer_nmi, x="layer", y="nmi", native_scale=True, color="0.45", size=3, jitter=0.15, ax=ax, zorder=2)
+    for (lo, hi), name, colour in spans:
+        ax.axhspan(lo, hi, color=colour, zorder=0, label=f"{name} band")
+    sns.stripplot(data=layer_nmi, x="layer", y="nmi", native_scale=True, color="0.45", size=3,
+                  jitter=0.15, ax=ax, zorder=2)
     means = layer_means(layer_nmi)
-    sns.lineplot(x=means.index, y=means.values, marker="o", color="C3", label=label, ax=ax, zorder=3)
+    sns.lineplot(x=means.index, y=means.values, marker="o", color="C3", label=label, ax=ax,
+                 zorder=3)
     chosen = select_hybrid_layer(layer_nmi, s)
     ax.axhline(s, ls="--", color="0.3", lw=1, label=f"s = {s}")
     ax.axvline(chosen, ls=":", color="C3", label=f"selected layer {chosen}")

@@ -15,12 +15,13 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor
 from .attention import check_layers
 from .distill import unip_student
-from .teacher import LoadReport, checkpoint_format, load_teacher, load_vit_checkpoint, read_checkpoint
+from .teacher import (LoadReport, checkpoint_format, load_teacher, load_vit_checkpoint,
+                      read_checkpoint)
 
 # %% ../nbs/13_official_weights.ipynb #b4025d6c
 @dataclass(frozen=True)
 class PaperTeacher:
-    "An official teacher of the paper: timm architecture, released file, layout (a `CHECKPOINT_FORMATS` key), depth, heads per block, 1-based layer distilled."
+    "A paper teacher: timm arch, file, `CHECKPOINT_FORMATS` layout, depth, heads, distilled layer."
     arch: str
     file: str
     source: str
@@ -29,84 +30,112 @@ class PaperTeacher:
     layer: int
 
 PAPER_TEACHERS = {
-    "mae_large": PaperTeacher("vit_large_patch16_224", "mae_pretrain_vit_large.pth", "mae", 24, 16, 18),
-    "dino_base": PaperTeacher("vit_base_patch16_224", "dino_vitbase16_pretrain.pth", "dino", 12, 12, 9),
-    "ibot_large": PaperTeacher("vit_large_patch16_224", "vitl_16/checkpoint_teacher.pth", "ibot", 24, 16, 21),
+    "mae_large": PaperTeacher("vit_large_patch16_224", "mae_pretrain_vit_large.pth",
+                              "mae", 24, 16, 18),
+    "dino_base": PaperTeacher("vit_base_patch16_224", "dino_vitbase16_pretrain.pth",
+                              "dino", 12, 12, 9),
+    "ibot_large": PaperTeacher("vit_large_patch16_224", "vitl_16/checkpoint_teacher.pth",
+                               "ibot", 24, 16, 21),
 }
 PAPER_TEACHER_LAYERS = {name: t.layer for name, t in PAPER_TEACHERS.items()}
-UNIP_STUDENT_ARCHS = {"unip_vit_tiny_patch16": "vit_tiny_patch16_224", "unip_vit_small_patch16": "vit_small_patch16_224",
+UNIP_STUDENT_ARCHS = {"unip_vit_tiny_patch16": "vit_tiny_patch16_224",
+                      "unip_vit_small_patch16": "vit_small_patch16_224",
                       "unip_vit_base_patch16": "vit_base_patch16_224"}
 
 def paper_teacher(name: str) -> PaperTeacher:
     "The `PaperTeacher` called `name`, or an error listing the known ones."
-    if name not in PAPER_TEACHERS: raise KeyError(f"unknown paper teacher {name!r}; choose one of {', '.join(PAPER_TEACHERS)}")
+    if name not in PAPER_TEACHERS:
+        raise KeyError(f"unknown paper teacher {name!r}; "
+                       f"choose one of {', '.join(PAPER_TEACHERS)}")
     return PAPER_TEACHERS[name]
 
 # %% ../nbs/13_official_weights.ipynb #560398aa
-STUDENT_FILE_NAME = re.compile(rf"(?P<teacher>{'|'.join(PAPER_TEACHERS)})_layer(?P<layer>\d+)_distill_unip_(?P<size>tiny|small|base)")
+STUDENT_FILE_NAME = re.compile(rf"(?P<teacher>{'|'.join(PAPER_TEACHERS)})_layer(?P<layer>\d+)"
+                               r"_distill_unip_(?P<size>tiny|small|base)")
 
 def student_name_info(path: Path) -> dict | None:
-    "Teacher, layer and size in an official student file name (`mae_large_layer18_distill_unip_small_100ep_infmix.pth`), or None."
+    "Teacher, layer and size in an official file name (as `mae_large_layer18_...`), or None."
     m = STUDENT_FILE_NAME.search(Path(path).name)
     return None if m is None else dict(teacher=m["teacher"], layer=int(m["layer"]), size=m["size"])
 
 def training_args(obj: dict) -> dict:
-    "The training arguments saved in checkpoint `obj` (`args`, a Namespace or a dict) as a dict; empty when there are none."
+    "Checkpoint `obj`'s saved training arguments (`args`: a Namespace or a dict) as a dict, or {}."
     args = obj.get("args")
-    return vars(args) if isinstance(args, argparse.Namespace) else args if isinstance(args, dict) else {}
+    return (vars(args) if isinstance(args, argparse.Namespace)
+            else args if isinstance(args, dict) else {})
 
 def recorded_last_heads(obj: dict, path: Path) -> dict[str, int]:
-    "The last block's head count as checkpoint `obj`, read from `path`, records it: by its training arguments, by its official file name."
+    "Last block's heads that checkpoint `obj` (from `path`) records: by its args, by its file name."
     found, args, info = {}, training_args(obj), student_name_info(path)
     if args.get("last_heads") is not None: found["args.last_heads"] = int(args["last_heads"])
-    if info is not None: found[f"file name ({info['teacher']})"] = PAPER_TEACHERS[info["teacher"]].heads
+    if info is not None:
+        found[f"file name ({info['teacher']})"] = PAPER_TEACHERS[info["teacher"]].heads
     return found
 
-def choose_last_heads(recorded: dict[str, int], last_heads: int | None = None, regroup: bool = False, name: str = "checkpoint") -> int:
-    "The head count to build the last block with: what `recorded` agrees on, checked against the caller's `last_heads` unless `regroup`."
-    if len(set(recorded.values())) > 1: raise ValueError(f"{name} records conflicting head counts for its last block: {recorded}")
+def choose_last_heads(recorded: dict[str, int], last_heads: int | None = None,
+                      regroup: bool = False, name: str = "checkpoint") -> int:
+    "Last block's heads: what `recorded` agrees on, checked against `last_heads` unless `regroup`."
+    if len(set(recorded.values())) > 1:
+        raise ValueError(f"{name} records conflicting head counts for its last block: {recorded}")
     trained = next(iter(recorded.values()), None)
     if last_heads is None:
-        if trained is None: raise ValueError(f"{name} records no head count for its last block (no args.last_heads, no official file name) and "
-                                             "its weights cannot tell: pass last_heads (16 for students of MAE-L or iBOT-L, 12 for DINO-B)")
+        if trained is None:
+            raise ValueError(f"{name} records no head count for its last block "
+                             "(no args.last_heads, no official file name) and "
+                             "its weights cannot tell: pass last_heads "
+                             "(16 for students of MAE-L or iBOT-L, 12 for DINO-B)")
         return trained
     if trained is not None and last_heads != trained and not regroup:
-        raise ValueError(f"{name}: its last block was distilled with {trained} heads ({', '.join(recorded)}), not last_heads={last_heads}; the "
-                         f"weights would load (a head count changes no shape) but be split into other heads: pass last_heads={trained}, "
+        raise ValueError(f"{name}: its last block was distilled with {trained} heads "
+                         f"({', '.join(recorded)}), not last_heads={last_heads}; the "
+                         "weights would load (a head count changes no shape) "
+                         f"but be split into other heads: pass last_heads={trained}, "
                          "or regroup=True to regroup them as the official fine-tuning does")
     return last_heads
 
 # %% ../nbs/13_official_weights.ipynb #362823c5
 @dataclass(frozen=True)
 class StudentLoad:
-    "What `load_unip_student` did: the weights' `LoadReport`, the last block's head count and its sources, the file's entries not read."
+    "What `load_unip_student` did: `LoadReport`, last block's heads and why, file entries not read."
     report: LoadReport
     last_heads: int
     heads_from: dict
     not_read: tuple
 
-def load_unip_student(arch: str | dict, img_size: int, path: Path, last_heads: int | None = None, regroup: bool = False,
-                      drop_path: float = 0.1) -> tuple[VisionTransformer, StudentLoad]:
-    "`unip_student(arch, img_size, last_heads)` with the UNIP student checkpoint `path` loaded; an error for another architecture or head count."
+def load_unip_student(
+    arch: str | dict,               # timm name or `VisionTransformer` arguments of the student
+    img_size: int,
+    path: Path,                     # the UNIP student checkpoint
+    last_heads: int | None = None,  # heads of the last block; None: what the checkpoint records
+    regroup: bool = False,          # may regroup into another `last_heads` (official fine-tuning)
+    drop_path: float = 0.1,         # stochastic depth of every block
+) -> tuple[VisionTransformer, StudentLoad]:
+    "`unip_student(arch, img_size, last_heads)` with `path` loaded; other arch or heads: an error."
     obj = read_checkpoint(path)
     recorded = recorded_last_heads(obj, path)
     heads = choose_last_heads(recorded, last_heads, regroup, str(path))
     student = unip_student(arch, img_size, heads, drop_path)
     report = load_vit_checkpoint(student, path, "unip", obj)
     misfits = ([f"it lacks {list(report.missing)[:4]}"] if report.missing else []) + \
-              ([f"the student has no place for {list(report.unexpected)[:4]}"] if report.unexpected else [])
-    if misfits: raise ValueError(f"{path} is not a UNIP student of {arch} (another depth or layout?): {'; '.join(misfits)}")
+              ([f"the student has no place for {list(report.unexpected)[:4]}"]
+               if report.unexpected else [])
+    if misfits:
+        raise ValueError(f"{path} is not a UNIP student of {arch} (another depth or layout?): "
+                         f"{'; '.join(misfits)}")
     containers = checkpoint_format("unip").containers
-    not_read = tuple(sorted(k for k, v in obj.items() if not isinstance(v, Tensor) and k not in containers))
+    not_read = tuple(sorted(k for k, v in obj.items()
+                            if not isinstance(v, Tensor) and k not in containers))
     heads_from = recorded | ({} if last_heads is None else {"caller": last_heads})
     return student.eval(), StudentLoad(report, heads, heads_from, not_read)
 
 # %% ../nbs/13_official_weights.ipynb #35f24850
-def load_paper_teacher(name: str, path: Path, img_size: int = 224, arch: str | dict | None = None) -> tuple[VisionTransformer, int]:
-    "The paper's teacher `name` loaded from its official file `path` (layout and shape checked), and the 1-based layer the paper distils."
+def load_paper_teacher(name: str, path: Path, img_size: int = 224,
+                       arch: str | dict | None = None) -> tuple[VisionTransformer, int]:
+    "Teacher `name` from its official file `path` (layout, shape checked), and the layer distilled."
     t = paper_teacher(name)
     teacher = load_teacher(t.arch if arch is None else arch, img_size, path, t.source)
     depth, heads = len(teacher.blocks), teacher.blocks[0].attn.num_heads
     if (depth, heads) != (t.depth, t.heads):
-        raise ValueError(f"{name} has {t.depth} blocks of {t.heads} heads, but {arch or t.arch} loaded from {path} has {depth} blocks of {heads}")
+        raise ValueError(f"{name} has {t.depth} blocks of {t.heads} heads, but {arch or t.arch} "
+                         f"loaded from {path} has {depth} blocks of {heads}")
     return teacher, check_layers(teacher, [t.layer])[0]
