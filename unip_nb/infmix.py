@@ -22,29 +22,33 @@ from torchvision.transforms import InterpolationMode
 # %% ../nbs/04_infmix.ipynb #d89da386
 @dataclass(frozen=True)
 class InfMixSpec:
-    "What goes into an InfMix: roots of the three sources (None leaves one out), InfPre sub-datasets, ImageNet images per class, grey conversion, subsampling."
+    "What goes into an InfMix: source roots (None: left out), InfPre subsets, grey, subsampling."
     infpre: Path | None = None
     in1k: Path | None = None
     coco: Path | None = None
     infpre_subsets: tuple | None = None  # None: every sub-dataset found under `infpre`
     per_cls_num: int = 200               # ImageNet images per class (official default; 0 keeps all)
-    gray: bool = True                    # convert every image to L and back to 3 channels, as the official loader
-    data_ratio: float = 1.0              # keep every int(1/data_ratio)-th image, as the official loader
+    gray: bool = True                    # to L and back to 3 channels, as the official loader
+    data_ratio: float = 1.0              # keep every int(1/data_ratio)-th image, as officially
     thermal_scaling: str = "percentile"  # 16-bit and float images to 8 bits (files notebook)
 
     def __post_init__(self):
-        if not (self.infpre or self.in1k or self.coco): raise ValueError("InfMixSpec is empty: give at least one of infpre, in1k, coco")
-        if not 0 < self.data_ratio <= 1: raise ValueError(f"data_ratio must be in (0, 1], got {self.data_ratio}")
-        if self.per_cls_num < 0: raise ValueError(f"per_cls_num must be >= 0, got {self.per_cls_num}")
+        if not (self.infpre or self.in1k or self.coco):
+            raise ValueError("InfMixSpec is empty: give at least one of infpre, in1k, coco")
+        if not 0 < self.data_ratio <= 1:
+            raise ValueError(f"data_ratio must be in (0, 1], got {self.data_ratio}")
+        if self.per_cls_num < 0:
+            raise ValueError(f"per_cls_num must be >= 0, got {self.per_cls_num}")
         check_thermal_scaling(self.thermal_scaling)
 
 # %% ../nbs/04_infmix.ipynb #1fdcd230
 def list_images(folder: Path) -> list[Path]:
-    "Image files directly in `folder`, in numeric order when all stems are numbers, else by name; an error naming an empty or missing folder."
+    "Image files in `folder`, numerically if all stems are numbers, else by name; an error if none."
     folder = Path(folder)
     if not folder.is_dir(): raise FileNotFoundError(f"image folder {folder} does not exist")
     files = [p for p in folder.iterdir() if is_image_file(p)]
-    if not files: raise FileNotFoundError(f"image folder {folder} holds no {'/'.join(IMAGE_SUFFIXES)} files")
+    if not files:
+        raise FileNotFoundError(f"image folder {folder} holds no {'/'.join(IMAGE_SUFFIXES)} files")
     numeric = all(p.stem.isdigit() for p in files)
     return sorted(files, key=(lambda p: int(p.stem)) if numeric else (lambda p: p.name))
 
@@ -54,7 +58,8 @@ def infpre_subsets(root: Path) -> list[str]:
     if not root.is_dir(): raise FileNotFoundError(f"InfPre root {root} does not exist")
     subs = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     bad = [s for s in subs if not (root/s/"thermal").is_dir()]
-    if bad: raise FileNotFoundError(f"InfPre sub-dataset(s) {bad} under {root} have no thermal/ folder")
+    if bad:
+        raise FileNotFoundError(f"InfPre sub-dataset(s) {bad} under {root} have no thermal/ folder")
     if not subs: raise FileNotFoundError(f"InfPre root {root} holds no sub-dataset folders")
     return subs
 
@@ -65,21 +70,28 @@ def list_infmix(spec: InfMixSpec) -> list[tuple[str, str, str]]:
     if spec.infpre:
         found = infpre_subsets(spec.infpre)
         missing = set(spec.infpre_subsets or ()) - set(found)
-        if missing: raise FileNotFoundError(f"InfPre sub-dataset(s) {sorted(missing)} not found under {spec.infpre}; found {found}")
+        if missing:
+            raise FileNotFoundError(f"InfPre sub-dataset(s) {sorted(missing)} not found under "
+                                    f"{spec.infpre}; found {found}")
         for sub in (spec.infpre_subsets or found):
             rows += [(str(p), "infpre", sub) for p in list_images(Path(spec.infpre)/sub/"thermal")]
     if spec.in1k:
-        classes = sorted(d.name for d in Path(spec.in1k).iterdir() if d.is_dir()) if Path(spec.in1k).is_dir() else []
-        if not classes: raise FileNotFoundError(f"ImageNet root {spec.in1k} does not exist or holds no class folders")
+        classes = (sorted(d.name for d in Path(spec.in1k).iterdir() if d.is_dir())
+                   if Path(spec.in1k).is_dir() else [])
+        if not classes:
+            raise FileNotFoundError(f"ImageNet root {spec.in1k} does not exist "
+                                    f"or holds no class folders")
         for c in classes:
             files = list_images(Path(spec.in1k)/c)
-            rows += [(str(p), "in1k", c) for p in (files[:spec.per_cls_num] if spec.per_cls_num else files)]
-    if spec.coco: rows += [(str(p), "coco", "train2017") for p in list_images(Path(spec.coco)/"train2017")]
+            rows += [(str(p), "in1k", c)
+                     for p in (files[:spec.per_cls_num] if spec.per_cls_num else files)]
+    if spec.coco:
+        rows += [(str(p), "coco", "train2017") for p in list_images(Path(spec.coco)/"train2017")]
     return rows
 
 # %% ../nbs/04_infmix.ipynb #74bc8a93
 def load_image(path: str, gray: bool = False, scaling: str = "percentile") -> Image.Image:
-    "Decode `path` to RGB (through L when `gray`, as the official loader), or raise an error naming the file."
+    "Decode `path` to RGB (through L when `gray`, as the official loader); an error names the file."
     im = read_image(path, "RGB", scaling)
     return im.convert("L").convert("RGB") if gray else im
 
@@ -94,10 +106,10 @@ def corrupt_images(
     scaling: str,                    # how 16-bit and float images become 8 bits (`to_8bit`)
     skip_corrupt: bool = False,      # False: an error for the first image that does not decode
     progress: bool = True,
-    cache_dir: Path | None = None,   # where a check's result is kept, keyed by each file's path, size, time
-    num_proc: int | None = None,     # processes that decode (`datasets.Dataset.map`); None: this one
+    cache_dir: Path | None = None,   # keeps each check's result, keyed by file path, size, time
+    num_proc: int | None = None,     # decoding processes (`datasets.Dataset.map`); None: this one
 ) -> list[str]:
-    "The images among `paths` that do not decode; with `cache_dir`, each version of a file is decoded once."
+    "The images among `paths` that do not decode; with `cache_dir`, a file version is decoded once."
     kept, errors = None, None
     if cache_dir is not None:
         versions = [(p, s.st_size, s.st_mtime_ns) for p in paths for s in [os.stat(p)]]
@@ -106,8 +118,10 @@ def corrupt_images(
     if errors is None:
         bars = datasets.are_progress_bars_disabled()
         if not progress: datasets.disable_progress_bars()
-        try: decoded = datasets.Dataset.from_dict({"path": list(paths)}).map(
-            _decode_error, fn_kwargs=dict(scaling=scaling), num_proc=num_proc, desc="decoding InfMix")
+        try:
+            decoded = datasets.Dataset.from_dict({"path": list(paths)}).map(
+                _decode_error, fn_kwargs=dict(scaling=scaling), num_proc=num_proc,
+                desc="decoding InfMix")
         finally:
             if not bars: datasets.enable_progress_bars()
         errors = [(p, e) for p, e in zip(decoded["path"], decoded["error"]) if e]
@@ -123,16 +137,19 @@ def build_infmix(
     cache_dir: Path | None = None,   # where the check's result is kept
     num_proc: int | None = None,     # processes that decode
 ) -> datasets.Dataset:
-    "The mixture as a `datasets.Dataset` of path, source and subset; each image checked to decode if `check`."
+    "The mixture as a `datasets.Dataset` of path, source, subset; each image checked if `check`."
     rows = list_infmix(spec)
     if spec.data_ratio != 1.0: rows = rows[::int(1 / spec.data_ratio)]
     paths = [r[0] for r in rows]
     skipped = []
     if check:
-        skipped = corrupt_images(paths, spec.thermal_scaling, skip_corrupt, progress, cache_dir, num_proc)
+        skipped = corrupt_images(paths, spec.thermal_scaling, skip_corrupt, progress, cache_dir,
+                                 num_proc)
     rows = [r for r in rows if r[0] not in set(skipped)]
-    meta = dict(spec={k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(spec).items()}, skipped_corrupt=skipped)
-    return datasets.Dataset.from_dict({"path": [r[0] for r in rows], "source": [r[1] for r in rows], "subset": [r[2] for r in rows]},
+    meta = dict(spec={k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(spec).items()},
+                skipped_corrupt=skipped)
+    return datasets.Dataset.from_dict({"path": [r[0] for r in rows], "source": [r[1] for r in rows],
+                                       "subset": [r[2] for r in rows]},
                                       info=datasets.DatasetInfo(description=json.dumps(meta)))
 
 def infmix_meta(ds: datasets.Dataset) -> dict:
@@ -144,26 +161,33 @@ INFMIX_MEAN, INFMIX_STD = (0.3801,) * 3, (0.1871,) * 3
 
 def infmix_transform(size: int) -> transforms.Compose:
     "The official InfMix pre-training transform at `size` pixels."
-    return transforms.Compose([transforms.RandomResizedCrop(size, scale=(0.2, 1.0), interpolation=InterpolationMode.BICUBIC),
-                               transforms.RandomHorizontalFlip(), transforms.ToTensor(), transforms.Normalize(INFMIX_MEAN, INFMIX_STD)])
+    return transforms.Compose([
+        transforms.RandomResizedCrop(size, scale=(0.2, 1.0),
+                                     interpolation=InterpolationMode.BICUBIC),
+        transforms.RandomHorizontalFlip(),
+        transforms.ToTensor(),
+        transforms.Normalize(INFMIX_MEAN, INFMIX_STD)])
 
 def _to_tensors(batch: dict, tf, gray: bool, scaling: str) -> dict:
     "Load and transform a batch of paths."
-    return {"image": [tf(load_image(p, gray, scaling)) for p in batch["path"]], "source": batch["source"]}
+    return {"image": [tf(load_image(p, gray, scaling)) for p in batch["path"]],
+            "source": batch["source"]}
 
 def infmix_torch(ds: datasets.Dataset, size: int) -> datasets.Dataset:
-    "`ds` with images decoded (grey when its spec says so) and transformed on access: items are `{'image': Tensor[3, size, size], 'source': str}`."
+    "`ds` loaded on access (grey per spec) as `{'image': Tensor[3, size, size], 'source': str}`."
     spec = infmix_meta(ds)["spec"]
-    load = partial(_to_tensors, tf=infmix_transform(size), gray=spec["gray"], scaling=spec["thermal_scaling"])
+    load = partial(_to_tensors, tf=infmix_transform(size), gray=spec["gray"],
+                   scaling=spec["thermal_scaling"])
     return ds.with_transform(load)
 
 # %% ../nbs/04_infmix.ipynb #054e4a84
 def infmix_variants(base: InfMixSpec) -> dict[str, InfMixSpec]:
-    "The seed's ablation B as specs: full, no_gray, no_<source> for each source present, without_<sub-dataset> for each InfPre sub-dataset."
+    "The seed's ablation B as specs: full, no_gray, no_<source>, without_<InfPre subset> for each."
     v = {"full": base, "no_gray": replace(base, gray=False)}
     v |= {f"no_{s}": replace(base, **{s: None}) for s in SOURCES if getattr(base, s)}
     subs = base.infpre_subsets or (infpre_subsets(base.infpre) if base.infpre else [])
-    v |= {f"without_{s}": replace(base, infpre_subsets=tuple(x for x in subs if x != s)) for s in subs if len(subs) > 1}
+    v |= {f"without_{s}": replace(base, infpre_subsets=tuple(x for x in subs if x != s))
+          for s in subs if len(subs) > 1}
     return v
 
 def infmix_summary(variants: dict[str, datasets.Dataset]) -> pd.DataFrame:
@@ -173,5 +197,6 @@ def infmix_summary(variants: dict[str, datasets.Dataset]) -> pd.DataFrame:
         counts = pd.Series(ds["source"]).value_counts()
         meta = infmix_meta(ds)
         rows[name] = {s: int(counts.get(s, 0)) for s in SOURCES} | {
-            "total": len(ds), "gray": meta["spec"]["gray"], "skipped_corrupt": len(meta["skipped_corrupt"])}
+            "total": len(ds), "gray": meta["spec"]["gray"],
+            "skipped_corrupt": len(meta["skipped_corrupt"])}
     return pd.DataFrame.from_dict(rows, orient="index")

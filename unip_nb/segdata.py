@@ -32,8 +32,8 @@ class SegDatasetSpec:
     ann_dir: str               # masks (8-bit PNG of class indices, 255 = ignore)
     img_suffix: str            # suffix of the image files ('.jpg', '.png')
     splits: tuple              # (split name, split file) pairs; the file lists image stems
-    thermal_channel: int|None = None  # channel holding the thermal image in `img_dir` (MFNet: 3 of RGBT); None: grey
-    thermal_img_dir: str|None = None  # optional thermal-only copy read instead of `img_dir` when it exists
+    thermal_channel: int|None = None  # thermal channel in `img_dir` (MFNet: 3 of RGBT); None: grey
+    thermal_img_dir: str|None = None  # thermal-only copy read instead of `img_dir` where it exists
     ann_suffix: str = ".png"
 
     @property
@@ -42,25 +42,34 @@ class SegDatasetSpec:
     def split_file(self, split: str) -> str:
         "Name of the file listing the stems of `split`, or an error listing the known splits."
         files = dict(self.splits)
-        if split not in files: raise KeyError(f"{self.name} has no split {split!r}; choose one of {', '.join(files)}")
+        if split not in files:
+            raise KeyError(f"{self.name} has no split {split!r}; choose one of {', '.join(files)}")
         return files[split]
 
 SEG_DATASETS = {s.name: s for s in [
-    SegDatasetSpec("soda", ("background", "person", "building", "tree", "road", "pole", "grass", "door", "table", "chair",
-                            "car", "bicycle", "lamp", "monitor", "trafficcone", "trashcan", "animal", "fence", "sky",
-                            "river", "sidewalk"),
+    SegDatasetSpec("soda", ("background", "person", "building", "tree", "road", "pole", "grass",
+                            "door", "table", "chair", "car", "bicycle", "lamp", "monitor",
+                            "trafficcone", "trashcan", "animal", "fence", "sky", "river",
+                            "sidewalk"),
                    "JPEGImages", "SegmentationClassPNG", ".jpg",
                    splits=(("train", "train_infrared.txt"), ("test", "test_infrared.txt"))),
-    SegDatasetSpec("mfnet", ("unlabelled", "car", "person", "bike", "curve", "car_stop", "guardrail", "color_cone", "bump"),
-                   "images", "labels", ".png", splits=(("train", "train.txt"), ("test", "test.txt"), ("val_test", "val_test.txt")),
+    SegDatasetSpec("mfnet", ("unlabelled", "car", "person", "bike", "curve", "car_stop",
+                             "guardrail", "color_cone", "bump"),
+                   "images", "labels", ".png",
+                   splits=(("train", "train.txt"), ("test", "test.txt"),
+                           ("val_test", "val_test.txt")),
                    thermal_channel=3, thermal_img_dir="thermal_imgs"),
-    SegDatasetSpec("scutseg", ("background", "road", "person", "rider", "car", "truck", "fence", "tree", "bus", "pole"),
-                   "images", "labels", ".jpg", splits=(("train", "train.txt"), ("test", "val.txt"))),
+    SegDatasetSpec("scutseg", ("background", "road", "person", "rider", "car", "truck", "fence",
+                               "tree", "bus", "pole"),
+                   "images", "labels", ".jpg",
+                   splits=(("train", "train.txt"), ("test", "val.txt"))),
 ]}
 
 def get_seg_spec(name: str) -> SegDatasetSpec:
     "The dataset spec called `name`, or an error listing the known ones."
-    if name not in SEG_DATASETS: raise KeyError(f"unknown segmentation dataset {name!r}; choose one of {', '.join(SEG_DATASETS)}")
+    if name not in SEG_DATASETS:
+        raise KeyError(f"unknown segmentation dataset {name!r}; "
+                       f"choose one of {', '.join(SEG_DATASETS)}")
     return SEG_DATASETS[name]
 
 def _as_spec(spec: SegDatasetSpec|str) -> SegDatasetSpec:
@@ -69,9 +78,10 @@ def _as_spec(spec: SegDatasetSpec|str) -> SegDatasetSpec:
 
 # %% ../nbs/05_segdata.ipynb #aa738b7d
 def image_source(root: Path, spec: SegDatasetSpec|str) -> tuple[Path, int|None]:
-    "The folder images are read from and the channel holding the thermal image (None: the image is grey)."
+    "The folder images are read from and the channel of the thermal image (None: grey images)."
     spec, root = _as_spec(spec), Path(root)
-    if spec.thermal_img_dir and (root/spec.thermal_img_dir).is_dir(): return root/spec.thermal_img_dir, None
+    if spec.thermal_img_dir and (root/spec.thermal_img_dir).is_dir():
+        return root/spec.thermal_img_dir, None
     return root/spec.img_dir, spec.thermal_channel
 
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -80,35 +90,40 @@ def _image_file(img_dir: Path, stem: str, suffix: str) -> Path:
     "The image of `stem` with the dataset's `suffix`, else its TIFF where only that exists."
     path = img_dir/f"{stem}{suffix}"
     if path.is_file(): return path
-    return next((img_dir/f"{stem}{s}" for s in TIFF_SUFFIXES if (img_dir/f"{stem}{s}").is_file()), path)
+    return next((img_dir/f"{stem}{s}" for s in TIFF_SUFFIXES if (img_dir/f"{stem}{s}").is_file()),
+                path)
 
 def seg_items(root: Path, spec: SegDatasetSpec|str, split: str) -> list[tuple[Path, Path]]:
     "(image, mask) paths of the stems listed in the split file of `split`, checked to exist."
     spec, root = _as_spec(spec), Path(root)
     if not root.is_dir(): raise FileNotFoundError(f"{spec.name} root {root} does not exist")
     split_path = root/spec.split_file(split)
-    if not split_path.is_file(): raise FileNotFoundError(f"{spec.name} split file {split_path} does not exist")
+    if not split_path.is_file():
+        raise FileNotFoundError(f"{spec.name} split file {split_path} does not exist")
     stems = [l.strip() for l in split_path.read_text().splitlines() if l.strip()]
     if not stems: raise ValueError(f"{spec.name} split file {split_path} lists no images")
     img_dir = image_source(root, spec)[0]
     masks = [root/spec.ann_dir/f"{s}{spec.ann_suffix}" for s in stems]
     items = [(_image_file(img_dir, s, spec.img_suffix), m) for s, m in zip(stems, masks)]
     missing = [p for pair in items for p in pair if not p.is_file()]
-    if missing: raise FileNotFoundError(f"{len(missing)} file(s) listed in {split_path} do not exist, the first is {missing[0]}")
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} file(s) listed in {split_path} do not exist, "
+                                f"the first is {missing[0]}")
     return items
 
 # %% ../nbs/05_segdata.ipynb #b9bf7d8e
 def load_thermal(
     path: Path,
-    channel: int|None = None,       # band holding the thermal image (MFNet RGBT: 3); None: the file as grey
-    scaling: str = "percentile",    # how a 16-bit or float file reaches 8 bits (files notebook, `to_8bit`)
+    channel: int|None = None,       # the thermal band (MFNet RGBT: 3); None: the file as grey
+    scaling: str = "percentile",    # a 16-bit or float file to 8 bits (files notebook, `to_8bit`)
 ) -> np.ndarray:
     "Thermal image of file `path` as uint8 HxW: its band `channel`, or the file as grey when None."
     if channel is None: return np.array(read_image(path, "L", scaling))
     im = read_image(path)
     bands = im.getbands()
     if channel >= len(bands): raise ValueError(
-        f"{path} has {len(bands)} channel(s) ({im.mode}); expected the thermal image in channel {channel} (e.g. an RGBT PNG)")
+        f"{path} has {len(bands)} channel(s) ({im.mode}); "
+        f"expected the thermal image in channel {channel} (e.g. an RGBT PNG)")
     return np.array(im.getchannel(channel))
 
 def load_mask(path: Path, n_classes: int) -> np.ndarray:
@@ -118,7 +133,8 @@ def load_mask(path: Path, n_classes: int) -> np.ndarray:
         f"{path} is a {im.mode} image; expected a single-channel PNG of class indices")
     mask = np.asarray(im)
     bad = np.setdiff1d(np.unique(mask), [*range(n_classes), IGNORE_INDEX])
-    if bad.size: raise ValueError(f"{path} holds labels {bad.tolist()}; expected classes 0..{n_classes-1} or {IGNORE_INDEX} (ignore)")
+    if bad.size: raise ValueError(f"{path} holds labels {bad.tolist()}; "
+                                  f"expected classes 0..{n_classes-1} or {IGNORE_INDEX} (ignore)")
     return mask.astype(np.uint8)
 
 # %% ../nbs/05_segdata.ipynb #4835e46c
@@ -129,9 +145,10 @@ def _size_pair(size: int|tuple) -> tuple[int, int]:
     return h, w
 
 def random_rescale(img: Tensor, mask: Tensor, scale: tuple = (0.5, 2.0)) -> tuple[Tensor, Tensor]:
-    "`img` and `mask` resized by one factor drawn uniformly from `scale` (bilinear image, nearest mask)."
+    "`img`, `mask` resized by one factor drawn uniformly in `scale` (bilinear image, nearest mask)."
     lo, hi = scale
-    if not 0 < lo <= hi: raise ValueError(f"scale must be (low, high) with 0 < low <= high, got {scale}")
+    if not 0 < lo <= hi:
+        raise ValueError(f"scale must be (low, high) with 0 < low <= high, got {scale}")
     r = lo + (hi - lo) * torch.rand(()).item()
     size = (max(1, round(img.shape[-2] * r)), max(1, round(img.shape[-1] * r)))
     img = F.interpolate(img[None], size=size, mode="bilinear", align_corners=False)[0]
@@ -184,7 +201,9 @@ class SegDataset(Dataset):
                 raise ValueError(f"{self.spec.name} {self.split} split at {self.root}: {e}") from e
 
     def __len__(self) -> int: return len(self.items)
-    def __repr__(self): return f"SegDataset({self.spec.name}, {self.split!r}, {len(self)} images, train={self.train}, crop={self.crop})"
+    def __repr__(self):
+        return (f"SegDataset({self.spec.name}, {self.split!r}, {len(self)} images, "
+                f"train={self.train}, crop={self.crop})")
 
     def load(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         "Raw uint8 thermal image and mask of item `i`, checked to have the same size."
@@ -192,7 +211,8 @@ class SegDataset(Dataset):
         img = load_thermal(img_path, self.channel, self.thermal_scaling)
         mask = load_mask(mask_path, self.spec.n_classes)
         if img.shape != mask.shape: raise ValueError(
-            f"image {img_path} is {img.shape[1]}x{img.shape[0]} but its mask {mask_path} is {mask.shape[1]}x{mask.shape[0]} (WxH); they must match")
+            f"image {img_path} is {img.shape[1]}x{img.shape[0]} but its mask {mask_path} is "
+            f"{mask.shape[1]}x{mask.shape[0]} (WxH); they must match")
         return img, mask
 
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
@@ -218,11 +238,12 @@ def seg_dataloaders(
     valid_split: str = "test",      # the split scored
     thermal_scaling: str = "percentile",  # 16-bit and float images to 8 bits
 ) -> DataLoaders:
-    "fastai `DataLoaders`: augmented, shuffled `crop` batches of the train split; full images of `valid_split`, one per batch."
+    "fastai `DataLoaders`: augmented `crop` train batches, shuffled; `valid_split` full-size, bs 1."
     train_ds = SegDataset(root, spec, "train", crop=crop, scale=scale, train=True,
                           thermal_scaling=thermal_scaling)
     valid_ds = SegDataset(root, spec, valid_split, thermal_scaling=thermal_scaling)
     if bs > len(train_ds): raise ValueError(
-        f"batch size {bs} is larger than the {len(train_ds)} training images of {train_ds.spec.name} at {root}; with drop_last no batch is left")
+        f"batch size {bs} is larger than the {len(train_ds)} training images of "
+        f"{train_ds.spec.name} at {root}; with drop_last no batch is left")
     valid = DataLoader(valid_ds, bs=1, shuffle=False, num_workers=num_workers)
     return training_dataloaders(train_ds, bs, seed, valid, path=root, num_workers=num_workers)

@@ -21,8 +21,10 @@ from .files import failpoint, held_lock, stable_hash
 from .segdata import get_seg_spec
 
 # %% ../nbs/03_synthetic.ipynb #4672e6a7
-SCENE_CLASSES = ("sky", "road", "sidewalk", "building", "vegetation", "fence", "pole", "person", "car", "bicycle")
-SKY, ROAD, SIDEWALK, BUILDING, VEGETATION, FENCE, POLE, PERSON, CAR, BICYCLE = range(len(SCENE_CLASSES))
+SCENE_CLASSES = ("sky", "road", "sidewalk", "building", "vegetation",
+                 "fence", "pole", "person", "car", "bicycle")
+(SKY, ROAD, SIDEWALK, BUILDING, VEGETATION,
+ FENCE, POLE, PERSON, CAR, BICYCLE) = range(len(SCENE_CLASSES))
 
 # %% ../nbs/03_synthetic.ipynb #537b702b
 def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
@@ -53,31 +55,35 @@ def _bicycle(yy, xx, cy, cx, s):
     frame = (abs(yy - (cy - 0.3*s)) < 0.04*s) & (abs(xx - cx) < 0.3*s)
     return (abs(r - 0.18*s) < 0.05*s) | frame
 
-def scene_layout(rng: np.random.Generator, h: int, w: int, clutter: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    "A random street layout: class map and instance map, both `[h, w]` uint8/int32; `clutter` scales the object count."
+def scene_layout(rng: np.random.Generator, h: int, w: int,
+                 clutter: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    "A random street layout: class and instance maps `[h, w]`; `clutter` scales the object count."
     yy, xx = _grid(h, w)
     cls, inst = np.full((h, w), SKY, np.uint8), np.zeros((h, w), np.int32)
     hz = rng.uniform(0.35, 0.55) * h                                   # horizon row
     vx = rng.uniform(0.3, 0.7) * w                                     # vanishing point column
-    depth = np.clip((yy - hz) / (h - hz), 0, 1)                        # 0 at the horizon, 1 at the bottom
+    depth = np.clip((yy - hz) / (h - hz), 0, 1)                        # 0: horizon, 1: bottom
     _paint(cls, inst, yy >= hz, SIDEWALK)
     _paint(cls, inst, (yy >= hz) & (abs(xx - vx) < (0.05 + 0.45*depth) * w), ROAD)
     x = -rng.uniform(0, 0.1) * w
     while x < w:                                                       # buildings along the horizon
         bw = rng.uniform(0.12, 0.3) * w
         if rng.random() < 0.75:
-            _paint(cls, inst, (xx >= x) & (xx < x + bw) & (yy < hz) & (yy > hz - rng.uniform(0.15, 0.45) * h), BUILDING)
+            _paint(cls, inst, (xx >= x) & (xx < x + bw) & (yy < hz)
+                              & (yy > hz - rng.uniform(0.15, 0.45) * h), BUILDING)
         x += bw + rng.uniform(0, 0.05) * w
-    for _ in range(rng.poisson(2 * clutter)):                          # trees: a trunk-less crown on the horizon
+    for _ in range(rng.poisson(2 * clutter)):                          # trees: trunk-less crowns
         cy, cx, r = hz - rng.uniform(0, 0.15) * h, rng.uniform(0, w), rng.uniform(0.06, 0.14) * h
         _paint(cls, inst, ((yy - cy)/1.3)**2 + (xx - cx)**2 < r**2, VEGETATION)
     if rng.random() < 0.5:                                             # a fence along one sidewalk
         side = rng.choice([-1, 1])
-        fence = (side * (xx - vx) > (0.05 + 0.45*depth) * w + 0.02*w) & (yy > hz) & (yy < hz + 0.12*h) & ((xx.astype(int) // 3) % 2 == 0)
+        fence = ((side * (xx - vx) > (0.05 + 0.45*depth) * w + 0.02*w)
+                 & (yy > hz) & (yy < hz + 0.12*h) & ((xx.astype(int) // 3) % 2 == 0))
         _paint(cls, inst, fence, FENCE)
     objects = [(POLE, 1.2), (PERSON, 2.0), (CAR, 1.5), (BICYCLE, 0.6)]
-    placed = [(c, rng.uniform(hz + 2, h)) for c, lam in objects for _ in range(rng.poisson(lam * clutter))]
-    for c, cy in sorted(placed, key=lambda o: o[1]):                  # far (near the horizon) to near
+    placed = [(c, rng.uniform(hz + 2, h))
+              for c, lam in objects for _ in range(rng.poisson(lam * clutter))]
+    for c, cy in sorted(placed, key=lambda o: o[1]):                  # far (horizon) to near
         s, cx = (0.15 + 0.85 * (cy - hz) / (h - hz)) * h, rng.uniform(0, w)
         if c == POLE: m = (abs(xx - cx) < max(0.6, 0.02*s)) & (yy < cy) & (yy > cy - 1.2*s)
         elif c == PERSON: m = _person(yy, xx, cy, cx, 0.45*s)
@@ -124,7 +130,7 @@ def scene_conditions(rng: np.random.Generator) -> SceneConditions:
 
 # %% ../nbs/03_synthetic.ipynb #ea6e0750
 def _box_position(m: np.ndarray, yy: np.ndarray, xx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    "Row and column of each pixel of mask `m` within its bounding box, 0 (top, left) to 1 (bottom, right)."
+    "Row and column of each pixel of `m` in its bounding box, 0 (top, left) to 1 (bottom, right)."
     y, x = yy[m], xx[m]
     return (y - y.min()) / max(y.max() - y.min(), 1), (x - x.min()) / max(x.max() - x.min(), 1)
 
@@ -136,15 +142,17 @@ def object_temperature(
     cond: SceneConditions,
     rng: np.random.Generator,
 ) -> np.ndarray:
-    "Temperatures of the pixels of one object of scene class `c` (mask `m`) in the scene conditions `cond`."
+    "Temperatures of the pixels of one object of scene class `c` (mask `m`) in conditions `cond`."
     a, sun, n = cond.ambient, cond.sun, int(m.sum())
-    # this surface's sun load: its share of the sun (orientation, shade), less what the wind carries off
+    # this surface's sun load: its share of the sun (orientation, shade), less the wind's cooling
     load = 0.3 * rng.uniform(0, 1) * sun * (1 - 0.5 * cond.wind)
     row, col = _box_position(m, yy, xx)
     clear = 1 - cond.clouds
-    if c == SKY: return np.full(n, a - 0.35 * clear - 0.05) + 0.1 * row * clear   # a clear sky is cold
+    if c == SKY:  # a clear sky is cold
+        return np.full(n, a - 0.35 * clear - 0.05) + 0.1 * row * clear
     if c in (ROAD, SIDEWALK):
-        t = np.full(n, a + (1.3 if c == ROAD else 1.0) * load - 0.08 * (1 - sun) + rng.normal(0, 0.03))
+        t = np.full(n, a + (1.3 if c == ROAD else 1.0) * load - 0.08 * (1 - sun)
+                       + rng.normal(0, 0.03))
         if not cond.wet: return t
         puddles = gaussian_filter(rng.standard_normal(yy.shape), 3)[m] > 0.3
         return t - 0.25 * clear * puddles                           # puddles mirror the sky
@@ -156,11 +164,13 @@ def object_temperature(
         return wall + windows * glass
     # leaves transpire: cooler than the air by day
     if c == VEGETATION: return a - 0.1 * sun + rng.normal(0, 0.03) + 0.06 * rng.standard_normal(n)
-    if c in (FENCE, POLE): return np.full(n, a + 0.8 * load - 0.05 * (1 - sun) + rng.normal(0, 0.04))
+    if c in (FENCE, POLE):
+        return np.full(n, a + 0.8 * load - 0.05 * (1 - sun) + rng.normal(0, 0.04))
     if c == BICYCLE: return np.full(n, a + 0.5 * load + rng.normal(0, 0.03))
     if c == PERSON:
         clothing = rng.uniform(0.02, 0.25)  # how much body heat the clothes let through
-        return a + np.where(row < 0.22, rng.uniform(0.2, 0.4), clothing + 0.05 * (row > 0.6))  # a bare head
+        # a bare head, clothes below
+        return a + np.where(row < 0.22, rng.uniform(0.2, 0.4), clothing + 0.05 * (row > 0.6))
     if c == CAR:
         t = np.where(row < 0.45, a + 0.5 * load - 0.2 * clear, a + load)  # windows mirror the sky
         running = rng.random() < 0.5
@@ -174,7 +184,8 @@ def _to_u8(x: np.ndarray) -> np.ndarray:
     "Clip to [0, 1] and quantise to uint8."
     return (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8)
 
-def render_thermal(cls: np.ndarray, inst: np.ndarray, rng: np.random.Generator, sensor: Sensor) -> np.ndarray:
+def render_thermal(cls: np.ndarray, inst: np.ndarray, rng: np.random.Generator,
+                   sensor: Sensor) -> np.ndarray:
     "8-bit thermal image `[h, w]` of a layout as seen by `sensor`, with per-frame gain control."
     h, w = cls.shape
     yy, xx = _grid(h, w)
@@ -192,18 +203,24 @@ def render_thermal(cls: np.ndarray, inst: np.ndarray, rng: np.random.Generator, 
     return _to_u8(1 - img if sensor.black_hot else img)
 
 # %% ../nbs/03_synthetic.ipynb #35c0acef
-CLASS_COLOUR = {SKY: (0.55, 0.7, 0.95), ROAD: (0.3, 0.3, 0.32), SIDEWALK: (0.6, 0.58, 0.55), BUILDING: (0.65, 0.4, 0.3),
-                VEGETATION: (0.2, 0.5, 0.15), FENCE: (0.5, 0.45, 0.35), POLE: (0.45, 0.45, 0.5), PERSON: (0.2, 0.3, 0.6),
-                CAR: (0.7, 0.1, 0.1), BICYCLE: (0.1, 0.6, 0.6)}
+CLASS_COLOUR = {SKY: (0.55, 0.7, 0.95), ROAD: (0.3, 0.3, 0.32), SIDEWALK: (0.6, 0.58, 0.55),
+                BUILDING: (0.65, 0.4, 0.3), VEGETATION: (0.2, 0.5, 0.15), FENCE: (0.5, 0.45, 0.35),
+                POLE: (0.45, 0.45, 0.5), PERSON: (0.2, 0.3, 0.6), CAR: (0.7, 0.1, 0.1),
+                BICYCLE: (0.1, 0.6, 0.6)}
 
 def _texture(c: int, yy: np.ndarray, xx: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     "A high-frequency luminance texture for class `c` (multiplicative, around 1)."
     h, w = yy.shape
-    if c == BUILDING:   return 1 - 0.35 * (((yy % 4) < 1) | (((xx + 3 * ((yy // 4) % 2)) % 6) < 1))   # brick courses
-    if c == VEGETATION: return 1 + 0.45 * rng.standard_normal((h, w))                                  # foliage
-    if c == PERSON:     return 1 + 0.3 * np.sign(np.sin(xx * rng.uniform(1.5, 3)))                    # fabric stripes
-    if c in (ROAD, SIDEWALK): return 1 + 0.2 * rng.standard_normal((h, w)) - 0.25 * ((xx % 8 < 1) & (c == SIDEWALK))
-    if c == SKY:        return 1.15 - 0.4 * yy / h
+    if c == BUILDING:  # brick courses
+        return 1 - 0.35 * (((yy % 4) < 1) | (((xx + 3 * ((yy // 4) % 2)) % 6) < 1))
+    if c == VEGETATION:  # foliage
+        return 1 + 0.45 * rng.standard_normal((h, w))
+    if c == PERSON:  # fabric stripes
+        return 1 + 0.3 * np.sign(np.sin(xx * rng.uniform(1.5, 3)))
+    if c in (ROAD, SIDEWALK):
+        return 1 + 0.2 * rng.standard_normal((h, w)) - 0.25 * ((xx % 8 < 1) & (c == SIDEWALK))
+    if c == SKY:
+        return 1.15 - 0.4 * yy / h
     return 1 + 0.08 * rng.standard_normal((h, w))
 
 def render_rgb(cls: np.ndarray, inst: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -221,14 +238,17 @@ def render_rgb(cls: np.ndarray, inst: np.ndarray, rng: np.random.Generator) -> n
     return _to_u8(img * light[..., None] * rng.uniform(0.8, 1.2))
 
 # %% ../nbs/03_synthetic.ipynb #33d3c516
-SEG_CLASS_MAPS = {  # scene class -> dataset label; unmapped scene classes are the dataset's background (0)
-    "soda":    {PERSON: 1, BUILDING: 2, VEGETATION: 3, ROAD: 4, POLE: 5, CAR: 10, BICYCLE: 11, FENCE: 17, SKY: 18, SIDEWALK: 20},
+SEG_CLASS_MAPS = {  # scene class -> dataset label; unmapped classes are the background (0)
+    "soda":    {PERSON: 1, BUILDING: 2, VEGETATION: 3, ROAD: 4, POLE: 5, CAR: 10, BICYCLE: 11,
+                FENCE: 17, SKY: 18, SIDEWALK: 20},
     "mfnet":   {CAR: 1, PERSON: 2, BICYCLE: 3},
     "scutseg": {ROAD: 1, PERSON: 2, CAR: 4, FENCE: 6, VEGETATION: 7, POLE: 9},
 }
-SEG_SENSORS = {"soda": ("flir", "hikvision"), "mfnet": ("uncooled",), "scutseg": ("blackhot", "hikvision")}
+SEG_SENSORS = {"soda": ("flir", "hikvision"), "mfnet": ("uncooled",),
+               "scutseg": ("blackhot", "hikvision")}
 INFPRE_SENSORS = ("flir", "hikvision", "uncooled")
-IN1K_CLASSES = {"person": PERSON, "car": CAR, "bicycle": BICYCLE, "tree": VEGETATION, "pole": POLE, "building": BUILDING}
+IN1K_CLASSES = {"person": PERSON, "car": CAR, "bicycle": BICYCLE, "tree": VEGETATION, "pole": POLE,
+                "building": BUILDING}
 
 def seg_mask(cls: np.ndarray, dataset: str) -> np.ndarray:
     "The dataset's label map of a layout."
@@ -237,13 +257,16 @@ def seg_mask(cls: np.ndarray, dataset: str) -> np.ndarray:
     return lut[cls]
 
 # %% ../nbs/03_synthetic.ipynb #3f99f41e
-def object_layout(rng: np.random.Generator, h: int, w: int, c: int) -> tuple[np.ndarray, np.ndarray]:
-    "An object-centric layout: a background scene with one large object of scene class `c` in the middle."
+def object_layout(rng: np.random.Generator, h: int, w: int,
+                  c: int) -> tuple[np.ndarray, np.ndarray]:
+    "An object-centric layout: a background scene, one large object of class `c` in the middle."
     cls, inst = scene_layout(rng, h, w, clutter=0.3)
     yy, xx = _grid(h, w)
     cy, cx, s = h * rng.uniform(0.8, 0.95), w * rng.uniform(0.4, 0.6), h * rng.uniform(0.7, 0.9)
-    masks = {PERSON: lambda: _person(yy, xx, cy, cx, s), CAR: lambda: _car(yy, xx, cy, cx, 1.1*s),
-             BICYCLE: lambda: _bicycle(yy, xx, cy, cx, 1.1*s), POLE: lambda: (abs(xx - cx) < 0.05*w) & (yy < cy),
+    masks = {PERSON: lambda: _person(yy, xx, cy, cx, s),
+             CAR: lambda: _car(yy, xx, cy, cx, 1.1*s),
+             BICYCLE: lambda: _bicycle(yy, xx, cy, cx, 1.1*s),
+             POLE: lambda: (abs(xx - cx) < 0.05*w) & (yy < cy),
              VEGETATION: lambda: ((yy - h/2)/1.2)**2 + (xx - cx)**2 < (0.35*s)**2,
              BUILDING: lambda: (abs(xx - cx) < 0.35*w) & (yy > h - s)}
     _paint(cls, inst, masks[c](), c)
@@ -251,7 +274,7 @@ def object_layout(rng: np.random.Generator, h: int, w: int, c: int) -> tuple[np.
 
 # %% ../nbs/03_synthetic.ipynb #39b81b8c
 def sizes_key(sizes: EmbeddedSizes, seed: int) -> str:
-    "Short hash naming the folder of embedded data generated with `sizes` and `seed` by this generator version."
+    "Short hash naming the folder of the data this generator version makes with `sizes` and `seed`."
     return stable_hash(dict(asdict(sizes), seed=seed, version=GENERATOR_VERSION))
 
 GENERATOR_VERSION = 2  # bump when a change to this notebook changes the generated bytes
@@ -268,27 +291,36 @@ def _save(img: np.ndarray, path: Path, **kw) -> None:
 
 def _jobs(sz: EmbeddedSizes) -> list[tuple]:
     "Every image to generate, as (pool, index, relative path or stem, kind, argument)."
-    jobs = [(f"infpre/{s}", i, f"infpre/{s}/thermal/{i:06d}.png", "thermal", s) for s in INFPRE_SENSORS for i in range(sz.infpre_per_sensor)]
-    jobs += [(f"in1k/{n}", i, f"in1k/{n}/{n}_{i:05d}.png", "object", c) for n, c in IN1K_CLASSES.items() for i in range(sz.in1k_per_class)]
-    jobs += [("coco", i, f"coco/train2017/{i:012d}.png", "clutter", None) for i in range(sz.coco_images)]
+    jobs = [(f"infpre/{s}", i, f"infpre/{s}/thermal/{i:06d}.png", "thermal", s)
+            for s in INFPRE_SENSORS for i in range(sz.infpre_per_sensor)]
+    jobs += [(f"in1k/{n}", i, f"in1k/{n}/{n}_{i:05d}.png", "object", c)
+             for n, c in IN1K_CLASSES.items() for i in range(sz.in1k_per_class)]
+    jobs += [("coco", i, f"coco/train2017/{i:012d}.png", "clutter", None)
+             for i in range(sz.coco_images)]
     for d in SEG_CLASS_MAPS:
         for split, n in (("train", sz.seg_train), ("test", sz.seg_test)):
-            jobs += [(f"{d}/{split}", i, f"{d}_{split}_{i:05d}", d, (sz.size, sz.size * 4 // 3)) for i in range(n)]
+            jobs += [(f"{d}/{split}", i, f"{d}_{split}_{i:05d}", d, (sz.size, sz.size * 4 // 3))
+                     for i in range(n)]
     return jobs
 
 def _make(job: tuple, base: Path, sz: EmbeddedSizes, seed: int) -> None:
     "Generate and write one image under `base` (and its mask, for the labelled sets)."
     pool, index, rel, kind, arg = job
     rng, n = _rng(seed, pool, index), sz.size
-    if kind == "thermal": return _save(render_thermal(*scene_layout(rng, n, n), rng, SENSORS[arg]), base/rel)
-    if kind == "object":  return _save(render_rgb(*object_layout(rng, n, n, arg), rng), base/rel)
-    if kind == "clutter": return _save(render_rgb(*scene_layout(rng, n, n, clutter=2.0), rng), base/rel)
+    if kind == "thermal":
+        return _save(render_thermal(*scene_layout(rng, n, n), rng, SENSORS[arg]), base/rel)
+    if kind == "object":
+        return _save(render_rgb(*object_layout(rng, n, n, arg), rng), base/rel)
+    if kind == "clutter":
+        return _save(render_rgb(*scene_layout(rng, n, n, clutter=2.0), rng), base/rel)
     cls, inst = scene_layout(rng, *arg)
     sensor = SENSORS[SEG_SENSORS[kind][int(rng.integers(len(SEG_SENSORS[kind])))]]
     thermal, spec = render_thermal(cls, inst, rng, sensor), get_seg_spec(kind)
-    image = {"soda": lambda: np.repeat(thermal[..., None], 3, -1), "mfnet": lambda: np.dstack([render_rgb(cls, inst, rng), thermal]),
+    image = {"soda": lambda: np.repeat(thermal[..., None], 3, -1),
+             "mfnet": lambda: np.dstack([render_rgb(cls, inst, rng), thermal]),
              "scutseg": lambda: thermal}[kind]()
-    _save(image, base/kind/spec.img_dir/f"{rel}{spec.img_suffix}", **({"quality": 95} if spec.img_suffix == ".jpg" else {}))
+    _save(image, base/kind/spec.img_dir/f"{rel}{spec.img_suffix}",
+          **({"quality": 95} if spec.img_suffix == ".jpg" else {}))
     _save(seg_mask(cls, kind), base/kind/spec.ann_dir/f"{rel}{spec.ann_suffix}")
 
 # %% ../nbs/03_synthetic.ipynb #e4e0c0d2
@@ -298,21 +330,27 @@ def _pool_dir(pool: str) -> str:
     return top if top in SEG_CLASS_MAPS else pool
 
 # %% ../nbs/03_synthetic.ipynb #d7e8b78e
-def generate_embedded(data_root: Path, sizes: EmbeddedSizes, seed: int = 0, progress: bool = True) -> Path:
-    "Write every embedded pool under `data_root/embedded/<key>/`, reusing complete pools; return that folder."
+def generate_embedded(data_root: Path, sizes: EmbeddedSizes, seed: int = 0,
+                      progress: bool = True) -> Path:
+    "Write each embedded pool under `data_root/embedded/<key>/`, reusing complete pools; return it."
     root, jobs = Path(data_root)/"embedded"/sizes_key(sizes, seed), _jobs(sizes)
-    todo = [pool for pool in sorted({_pool_dir(j[0]) for j in jobs}) if not (root/pool/".complete").exists()]
+    todo = [pool for pool in sorted({_pool_dir(j[0]) for j in jobs})
+            if not (root/pool/".complete").exists()]
     if not todo: return root
     tmp = root/".tmp"
     with held_lock(root.with_name(f"{root.name}.lock")):
         for pool in todo:
-            if (root/pool/".complete").exists(): continue  # finished by a process that held the lock before
+            # finished by a process that held the lock before
+            if (root/pool/".complete").exists(): continue
             shutil.rmtree(tmp/pool, ignore_errors=True)
             mine = [j for j in jobs if _pool_dir(j[0]) == pool]
-            for job in (progress_bar(mine, leave=False) if progress else mine): _make(job, tmp, sizes, seed)
+            for job in (progress_bar(mine, leave=False) if progress else mine):
+                _make(job, tmp, sizes, seed)
             for split in ("train", "test") if pool in SEG_CLASS_MAPS else ():
-                (tmp/pool/get_seg_spec(pool).split_file(split)).write_text("".join(f"{j[2]}\n" for j in mine if j[0] == f"{pool}/{split}"))
-            (tmp/pool/".complete").write_text(json.dumps(dict(asdict(sizes), seed=seed, version=GENERATOR_VERSION)))
+                (tmp/pool/get_seg_spec(pool).split_file(split)).write_text(
+                    "".join(f"{j[2]}\n" for j in mine if j[0] == f"{pool}/{split}"))
+            (tmp/pool/".complete").write_text(
+                json.dumps(dict(asdict(sizes), seed=seed, version=GENERATOR_VERSION)))
             (root/pool).parent.mkdir(parents=True, exist_ok=True)
             shutil.rmtree(root/pool, ignore_errors=True)
             os.replace(tmp/pool, root/pool)
