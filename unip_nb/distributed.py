@@ -28,24 +28,28 @@ from .files import world
 COLLECTIVE_TIMEOUT = timedelta(hours=3)
 
 def init_distributed() -> torch.device:
-    "Join the process group `torchrun` describes (NCCL, one GPU per process; else gloo); this rank's device."
-    missing = [k for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR") if k not in os.environ]
-    if missing: raise RuntimeError(
-        f"init_distributed needs torchrun's environment, {', '.join(missing)} not set: "
-        "start with `torchrun --nproc_per_node N`")
+    "Join `torchrun`'s process group (NCCL, one GPU per process; else gloo); this rank's device."
+    missing = [k for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR")
+               if k not in os.environ]
+    if missing:
+        raise RuntimeError(
+            f"init_distributed needs torchrun's environment, {', '.join(missing)} not set: "
+            "start with `torchrun --nproc_per_node N`")
     local, gpus = int(os.environ["LOCAL_RANK"]), torch.cuda.device_count()
-    if gpus and local >= gpus: raise RuntimeError(
-        f"local rank {local} has no GPU of its own ({gpus} visible): "
-        f"start at most {gpus} processes per node, "
-        "or hide the GPUs (CUDA_VISIBLE_DEVICES=) to train on the CPU with gloo")
+    if gpus and local >= gpus:
+        raise RuntimeError(
+            f"local rank {local} has no GPU of its own ({gpus} visible): "
+            f"start at most {gpus} processes per node, "
+            "or hide the GPUs (CUDA_VISIBLE_DEVICES=) to train on the CPU with gloo")
     if gpus: torch.cuda.set_device(local)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if gpus else "gloo", timeout=COLLECTIVE_TIMEOUT)
     return train_device()
 
 def train_device() -> torch.device:
-    "Where this process trains: its GPU (under torchrun the one `init_distributed` set), else the CPU."
-    if torch.cuda.is_available(): return torch.device("cuda", torch.cuda.current_device())
+    "Where this process trains: its GPU (under torchrun the one `init_distributed` set), else CPU."
+    if torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
 
 def pin_batches() -> bool:
@@ -62,7 +66,7 @@ def is_distributed() -> bool:
 
 # %% ../nbs/06_distributed.ipynb #58b4822c
 class ShardedDL(DataLoader):
-    "A fastai `DataLoader` of rank `rank`'s share of each epoch, split as `DistributedSampler` splits it."
+    "A fastai `DataLoader` of rank `rank`'s share of each epoch, split like `DistributedSampler`."
     def __init__(self, dataset=None, rank: int = 0, world_size: int = 1, **kwargs):
         super().__init__(dataset, **kwargs)
         self.rank, self.world_size, self.n_all = rank, world_size, self.n
@@ -73,16 +77,17 @@ class ShardedDL(DataLoader):
         n, self.n = self.n, self.n_all
         try: idxs = list(super().get_idxs())
         finally: self.n = n
-        return [idxs[i] for i in DistributedSampler(idxs, self.world_size, self.rank, shuffle=False)]
+        return [idxs[i]
+                for i in DistributedSampler(idxs, self.world_size, self.rank, shuffle=False)]
 
 def shard_loader(dl: DataLoader, rank: int, world_size: int) -> ShardedDL:
-    "`dl` as rank `rank`'s `ShardedDL`, drawing its order from `dl`'s own (identically seeded) generator."
+    "`dl` as rank `rank`'s `ShardedDL`, ordered by `dl`'s own (equally seeded) generator."
     sharded = dl.new(cls=ShardedDL, rank=rank, world_size=world_size)
     sharded.rng = dl.rng
     return sharded
 
 def sharded(dl: DataLoader) -> DataLoader:
-    "This rank's `ShardedDL` of training loader `dl` under torchrun; `dl` itself in a single process."
+    "This rank's `ShardedDL` of training loader `dl` under torchrun; `dl` itself in one process."
     return shard_loader(dl, *world()) if is_distributed() else dl
 
 def training_dataloaders(
@@ -93,14 +98,16 @@ def training_dataloaders(
     path='.',
     **kwargs,                         # to the training `DataLoader`
 ) -> DataLoaders:
-    "fastai `DataLoaders` on `train_device()`: shuffled full batches of `dataset` (this rank's), and `valid`."
-    train = DataLoader(dataset, bs=bs, shuffle=True, drop_last=True, pin_memory=pin_batches(), **kwargs)
-    if seed is not None: train.rng = random.Random(seed)  # fastai draws each epoch's order from this generator
+    "`DataLoaders` on `train_device()`: shuffled full batches of this rank's `dataset`; `valid`."
+    train = DataLoader(dataset, bs=bs, shuffle=True, drop_last=True, pin_memory=pin_batches(),
+                       **kwargs)
+    # fastai draws each epoch's order from this generator
+    if seed is not None: train.rng = random.Random(seed)
     valid = DataLoader([], bs=bs) if valid is None else valid
     return DataLoaders(sharded(train), valid, path=path, device=train_device())
 
 def shard_eval_loader(dl: DataLoader, rank: int, world_size: int) -> DataLoader:
-    "Rank `rank`'s items of evaluation loader `dl`: every `world_size`-th from item `rank`, none lost."
+    "Rank `rank`'s items of eval loader `dl`: every `world_size`-th from item `rank`, none lost."
     return dl.new(Subset(dl.dataset, range(rank, len(dl.dataset), world_size)))
 
 def eval_sharded(dl: DataLoader) -> DataLoader:
@@ -108,9 +115,10 @@ def eval_sharded(dl: DataLoader) -> DataLoader:
     return shard_eval_loader(dl, *world()) if is_distributed() else dl
 
 def rank_batch(total: int) -> int:
-    "Each rank's part of a batch of `total` images, or an error when the ranks cannot share it evenly."
+    "Each rank's part of a batch of `total` images; an error when the ranks cannot share it evenly."
     size = world()[1]
-    if total % size: raise ValueError(f"a batch of {total} cannot be shared evenly by {size} processes")
+    if total % size:
+        raise ValueError(f"a batch of {total} cannot be shared evenly by {size} processes")
     return total // size
 
 def barrier() -> None:
@@ -118,7 +126,7 @@ def barrier() -> None:
     if is_distributed(): dist.barrier()
 
 def rank0_first(fn: Callable, *args, **kwargs):
-    "`fn(*args, **kwargs)` on rank 0, then on the others (they find its cache); no collectives in `fn`."
+    "`fn(*args, **kwargs)` on rank 0, then the rest (they find its cache); no collectives in `fn`."
     if not is_distributed(): return fn(*args, **kwargs)
     if world()[0] == 0: out = fn(*args, **kwargs)
     barrier()
@@ -128,33 +136,35 @@ def rank0_first(fn: Callable, *args, **kwargs):
 # %% ../nbs/06_distributed.ipynb #bc4056f9
 def plain_model(model: torch.nn.Module) -> torch.nn.Module:
     "The module inside the DDP and `torch.compile` wrappers of `model`."
-    while isinstance(getattr(model, "module", None), torch.nn.Module) or hasattr(model, "_orig_mod"):
+    while (isinstance(getattr(model, "module", None), torch.nn.Module)
+           or hasattr(model, "_orig_mod")):
         model = model._orig_mod if hasattr(model, "_orig_mod") else model.module
     return model
 
 def seed_rank(rank: int) -> None:
-    "Move this rank's torch, numpy and Python random streams off rank 0's (the official `seed + rank`)."
+    "Move this rank's torch, numpy and Python random streams off rank 0's (official `seed + rank`)."
     seed = torch.initial_seed() + rank
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
     random.seed(seed)
 
 def from_rank0(fn: Callable, *args, **kwargs):
-    "`fn(*args, **kwargs)`, computed on rank 0 alone and handed to every rank (directly outside torchrun)."
+    "`fn(*args, **kwargs)` on rank 0 alone, handed to every rank (a plain call outside torchrun)."
     box = [fn(*args, **kwargs) if world()[0] == 0 else None]
     if is_distributed(): dist.broadcast_object_list(box, src=0)
     return box[0]
 
 def sum_over_ranks(t: Tensor) -> Tensor:
-    "`t` summed over every rank (added on this rank's device, as NCCL needs), on `t`'s device; else `t`."
+    "`t` summed over all ranks (added on this rank's device for NCCL) on `t`'s device; else `t`."
     if not is_distributed(): return t
     total = t.to(train_device(), copy=True)
     dist.all_reduce(total)
     return total.to(t.device)
 
 class DDPTrainer(Callback):
-    "Train with DDP (synchronised BatchNorm on GPUs) on the sharded loader; every rank records the mean loss."
-    order = 5  # after TrainEvalCallback has put the model on its device, before the checkpoint loads into it
+    "Train with DDP (SyncBatchNorm on GPUs) on the sharded loader; each rank records the mean loss."
+    # after TrainEvalCallback has put the model on its device, before the checkpoint loads into it
+    order = 5
     def before_fit(self):
         if not isinstance(self.dls.train, ShardedDL):
             raise TypeError("under torchrun the training loader must be this rank's shard: "
@@ -165,8 +175,10 @@ class DDPTrainer(Callback):
         gpu = device.type == "cuda"
         if gpu:  # in place: the same parameters
             self.plain = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.plain)
-        # the UNIP student's last block only gives its q/k logits: its projection and MLP get no gradient
-        self.learn.model = DistributedDataParallel(self.plain, device_ids=[device.index] if gpu else None,
+        # the UNIP student's last block only gives its q/k logits:
+        # its projection and MLP get no gradient
+        self.learn.model = DistributedDataParallel(self.plain,
+                                                   device_ids=[device.index] if gpu else None,
                                                    find_unused_parameters=True)
         if world()[0]: self.learn.logger = noop
 
@@ -181,5 +193,6 @@ class DDPTrainer(Callback):
 class Compiled(Callback):
     "Run the Learner's model through `torch.compile` during the fit (after DDP wraps it)."
     order = 6
-    def before_fit(self): self.wrapped, self.learn.model = self.learn.model, torch.compile(self.learn.model)
+    def before_fit(self):
+        self.wrapped, self.learn.model = self.learn.model, torch.compile(self.learn.model)
     def after_fit(self): self.learn.model = self.wrapped

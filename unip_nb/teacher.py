@@ -31,23 +31,25 @@ from .distributed import barrier, training_dataloaders
 from .files import CachedStage, stable_hash
 from .infmix import InfMixSpec, build_infmix, load_image
 from .synthetic import sizes_key, generate_embedded
-from .training import (NaNGuard, accumulation, adamw, fit_resumable, group_lrs, official_lr, param_groups,
-                              split_batch, warmup_cosine)
+from .training import (NaNGuard, accumulation, adamw, fit_resumable, group_lrs,
+                              official_lr, param_groups, split_batch, warmup_cosine)
 
 # %% ../nbs/07_teacher.ipynb #473d52d9
 def read_checkpoint(path: Path) -> dict:
-    "The object saved in the local file `path`, read on the CPU with `weights_only=True`; errors name it."
+    "The object in the local file `path`, read on the CPU with `weights_only=True`; errors name it."
     path = Path(path)
     if path.is_dir():
-        raise IsADirectoryError(f"checkpoint {path} is a folder: give the checkpoint file inside it")
+        raise IsADirectoryError(f"checkpoint {path} is a folder: "
+                                "give the checkpoint file inside it")
     if not path.is_file(): raise FileNotFoundError(f"checkpoint {path} does not exist")
     try:
-        with torch.serialization.safe_globals([argparse.Namespace]):  # MAE's checkpoints keep their args
+        # MAE's checkpoints keep their args
+        with torch.serialization.safe_globals([argparse.Namespace]):
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as e:
-        raise ValueError(f"{path} is not a checkpoint torch can read with weights_only=True (a corrupt file, "
-                         f"or one that pickles objects other than tensors: extract its state dict where you "
-                         f"trust the file): {e}") from e
+        raise ValueError(f"{path} is not a checkpoint torch can read with weights_only=True "
+                         "(a corrupt file, or one that pickles objects other than tensors: "
+                         f"extract its state dict where you trust the file): {e}") from e
     if not isinstance(obj, dict):
         raise ValueError(f"{path} holds a {type(obj).__name__}, not a dict of weights")
     return obj
@@ -55,7 +57,7 @@ def read_checkpoint(path: Path) -> dict:
 # %% ../nbs/07_teacher.ipynb #bb3ec244
 @dataclass(frozen=True)
 class CheckpointFormat:
-    "Where a format keeps its state dict (`None`: the file is one); prefixes of keys not the backbone's."
+    "Where a format keeps its state dict (`None`: the file is one); prefixes of non-backbone keys."
     containers: tuple
     drop: tuple
 
@@ -64,10 +66,12 @@ CHECKPOINT_FORMATS = {
     "dino": CheckpointFormat(("teacher", "state_dict", None), ("head.",)),
     "ibot": CheckpointFormat(("teacher", "state_dict", None), ("head.", "masked_embed")),
     "deit": CheckpointFormat(("model",), ("head.", "head_dist.", "dist_token")),
-    "unip": CheckpointFormat(("model", "state_dict", "module", None), ()),  # the released UNIP students
+    # the released UNIP students
+    "unip": CheckpointFormat(("model", "state_dict", "module", None), ()),
 }
 _known_extras = tuple(dict.fromkeys(p for f in CHECKPOINT_FORMATS.values() for p in f.drop))
-CHECKPOINT_FORMATS["auto"] = CheckpointFormat(("model", "teacher", "state_dict", None), _known_extras)
+CHECKPOINT_FORMATS["auto"] = CheckpointFormat(("model", "teacher", "state_dict", None),
+                                              _known_extras)
 STRIP_PREFIXES = ("module.", "backbone.")
 
 def checkpoint_format(source: str) -> CheckpointFormat:
@@ -83,14 +87,15 @@ def strip_prefixes(key: str, prefixes: tuple = STRIP_PREFIXES) -> str:
     return key
 
 def extract_state_dict(obj: dict, source: str = "auto", name: str = "checkpoint") -> dict:
-    "The backbone state dict in checkpoint `obj` of format `source`, prefixes stripped; errors name `name`."
+    "The backbone state dict in `obj` (format `source`), prefixes stripped; errors name `name`."
     fmt = checkpoint_format(source)
     for c in fmt.containers:
         sd = obj if c is None else obj.get(c)
         if isinstance(sd, dict) and any(isinstance(v, Tensor) for v in sd.values()):
             return {strip_prefixes(k): v for k, v in sd.items() if isinstance(v, Tensor)}
     places = ", ".join("the file itself" if c is None else repr(c) for c in fmt.containers)
-    raise ValueError(f"{name}: no state dict in {places} for source {source!r}; the file holds {sorted(obj)[:8]}")
+    raise ValueError(f"{name}: no state dict in {places} for source {source!r}; "
+                     f"the file holds {sorted(obj)[:8]}")
 
 # %% ../nbs/07_teacher.ipynb #2fae9c05
 @dataclass(frozen=True)
@@ -103,7 +108,7 @@ class LoadReport:
     resized: tuple  # (key, shape in the file, shape in the model)
 
 def _fit_pos_embed(pe: Tensor, model: VisionTransformer, name: str) -> Tensor:
-    "`pe` resampled to the model's patch grid (prefix positions kept); an error if not a square grid."
+    "`pe` resampled to the model's patch grid (prefix positions kept); an error if not square."
     prefix = 0 if model.no_embed_class else model.num_prefix_tokens
     n = pe.shape[1] - prefix
     side = math.isqrt(max(n, 0))
@@ -111,11 +116,13 @@ def _fit_pos_embed(pe: Tensor, model: VisionTransformer, name: str) -> Tensor:
         raise ValueError(f"{name}: pos_embed of shape {tuple(pe.shape)} has {n} patch positions, "
                          "not a square grid")
     grid = list(model.patch_embed.grid_size)
-    return resample_abs_pos_embed(pe, new_size=grid, old_size=[side, side], num_prefix_tokens=prefix)
+    return resample_abs_pos_embed(pe, new_size=grid, old_size=[side, side],
+                                  num_prefix_tokens=prefix)
 
 def _blocks_in(sd: dict) -> set[int]:
     "The 0-based block indices that keys `blocks.<i>.*` of state dict `sd` name."
-    return {int(k.split(".")[1]) for k in sd if k.startswith("blocks.") and k.split(".")[1].isdigit()}
+    return {int(k.split(".")[1]) for k in sd
+            if k.startswith("blocks.") and k.split(".")[1].isdigit()}
 
 def load_vit_checkpoint(
     model: VisionTransformer,
@@ -123,7 +130,7 @@ def load_vit_checkpoint(
     source: str = "auto",     # a `CHECKPOINT_FORMATS` key: mae, dino, ibot, deit, unip or auto
     obj: dict | None = None,  # the file's content, if already read
 ) -> LoadReport:
-    "Load an official checkpoint (MAE, DINO, iBOT, DeiT or timm) into `model`; refuse what does not fit."
+    "Load an official (MAE, DINO, iBOT, DeiT or timm) checkpoint into `model`; refuse a misfit."
     sd = extract_state_dict(read_checkpoint(path) if obj is None else obj, source, str(path))
     fmt, target = checkpoint_format(source), model.state_dict()
     ignored = [k for k in sd if k.startswith(fmt.drop)]
@@ -133,27 +140,35 @@ def load_vit_checkpoint(
     sd = {k: v for k, v in sd.items() if k not in ignored}
     resized = []
     pe, want = sd.get("pos_embed"), target.get("pos_embed")
-    if pe is not None and want is not None and pe.shape != want.shape and pe.shape[-1] == want.shape[-1]:
+    if (pe is not None and want is not None and pe.shape != want.shape
+            and pe.shape[-1] == want.shape[-1]):
         sd["pos_embed"] = _fit_pos_embed(pe, model, str(path))
         resized.append(("pos_embed", tuple(pe.shape), tuple(sd["pos_embed"].shape)))
     matched = {k: v for k, v in sd.items() if k in target}
-    if not matched: raise ValueError(f"no key of {path} matches the model: the file has {sorted(sd)[:4]}..., "
-                                     f"{type(model).__name__} expects {list(target)[:4]}...")
+    if not matched:
+        raise ValueError(f"no key of {path} matches the model: the file has {sorted(sd)[:4]}..., "
+                         f"{type(model).__name__} expects {list(target)[:4]}...")
     deeper = _blocks_in(sd) - set(range(len(model.blocks)))
-    if deeper: warnings.warn(f"{path} holds {max(deeper) + 1} blocks and the model {len(model.blocks)}: "
-                             f"blocks {len(model.blocks) + 1}..{max(deeper) + 1} are not loaded "
-                             "(a deeper model's checkpoint?)")
+    if deeper:
+        warnings.warn(f"{path} holds {max(deeper) + 1} blocks and the model {len(model.blocks)}: "
+                      f"blocks {len(model.blocks) + 1}..{max(deeper) + 1} are not loaded "
+                      "(a deeper model's checkpoint?)")
     bad = [f"{k}: {tuple(v.shape)} in the file, {tuple(target[k].shape)} in the model"
            for k, v in matched.items() if v.shape != target[k].shape]
-    if bad: raise ValueError(f"{path} does not fit the model (a checkpoint of another architecture?): "
-                             f"{'; '.join(bad[:3])}" + (f"; and {len(bad) - 3} more" if len(bad) > 3 else ""))
-    nonfinite = (k for k, v in matched.items() if v.is_floating_point() and not torch.isfinite(v).all())
+    if bad:
+        raise ValueError(f"{path} does not fit the model (a checkpoint of another architecture?): "
+                         f"{'; '.join(bad[:3])}"
+                         + (f"; and {len(bad) - 3} more" if len(bad) > 3 else ""))
+    nonfinite = (k for k, v in matched.items()
+                 if v.is_floating_point() and not torch.isfinite(v).all())
     broken = next(nonfinite, None)
-    if broken: raise ValueError(f"{path}: tensor {broken} holds NaN or infinite values "
-                                "(a damaged file, or saved from a diverged run)")
+    if broken:
+        raise ValueError(f"{path}: tensor {broken} holds NaN or infinite values "
+                         "(a damaged file, or saved from a diverged run)")
     res = model.load_state_dict(matched, strict=False)
     unexpected = tuple(sorted(set(sd) - set(target)))
-    return LoadReport(str(path), tuple(res.missing_keys), unexpected, tuple(ignored), tuple(resized))
+    return LoadReport(str(path), tuple(res.missing_keys), unexpected, tuple(ignored),
+                      tuple(resized))
 
 # %% ../nbs/07_teacher.ipynb #d5711402
 def load_teacher(
@@ -163,18 +178,20 @@ def load_teacher(
     source: str = "auto",   # the checkpoint's format (`load_vit_checkpoint`)
     **kwargs,               # to `create_vit`
 ) -> VisionTransformer:
-    "`create_vit(arch, img_size)` with the checkpoint `path` loaded; an error if it leaves a weight missing."
+    "`create_vit(arch, img_size)` with checkpoint `path` loaded; an error if a weight is missing."
     model = create_vit(arch, img_size, **kwargs)
     report = load_vit_checkpoint(model, path, source)
     if report.missing:
-        pooled = "norm.weight" in report.missing  # the final norm of a global-pool checkpoint is fc_norm
+        # the final norm of a global-pool checkpoint is fc_norm
+        pooled = "norm.weight" in report.missing
         hint = " (an average-pooled checkpoint: pass global_pool='avg')" if pooled else ""
-        raise ValueError(f"teacher checkpoint {path} lacks {list(report.missing)[:6]} of {arch}{hint}")
+        raise ValueError(f"teacher checkpoint {path} lacks {list(report.missing)[:6]} "
+                         f"of {arch}{hint}")
     return model.eval()
 
 # %% ../nbs/07_teacher.ipynb #596942a2
 def sincos_pos_embed(grid: tuple, dim: int, prefix: int = 1) -> Tensor:
-    "Fixed 2-D sin-cos position embedding `[1, prefix + H*W, dim]` of a patch `grid`, prefix positions 0."
+    "Fixed 2-D sin-cos position embedding `[1, prefix + H*W, dim]` of patch `grid`; prefix rows 0."
     return torch.cat([torch.zeros(prefix, dim), build_sincos2d_pos_embed(list(grid), dim)])[None]
 
 def fix_sincos_pos_embed(vit: VisionTransformer) -> VisionTransformer:
@@ -185,7 +202,7 @@ def fix_sincos_pos_embed(vit: VisionTransformer) -> VisionTransformer:
     return vit
 
 def random_masking(x: Tensor, mask_ratio: float) -> tuple[Tensor, Tensor, Tensor]:
-    "Per-sample random masking of `x` `[B, N, D]`: kept tokens, mask (1 = removed), restoring indices."
+    "Per-sample random masking of `x` `[B, N, D]`: kept tokens, mask (1 = removed), ids_restore."
     B, N, D = x.shape
     keep = int(N * (1 - mask_ratio))
     ids_shuffle = torch.rand(B, N, device=x.device).argsort(1)
@@ -200,7 +217,9 @@ def _mae_init(m: nn.Module):
     if isinstance(m, nn.Linear):
         nn.init.xavier_uniform_(m.weight)
         if m.bias is not None: nn.init.zeros_(m.bias)
-    elif isinstance(m, nn.LayerNorm): nn.init.ones_(m.weight); nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)
 
 def _init_patch_and_cls(vit: VisionTransformer):
     "MAE's initialisation of the patch embedding (as a linear layer) and of the class token."
@@ -209,14 +228,14 @@ def _init_patch_and_cls(vit: VisionTransformer):
     nn.init.normal_(vit.cls_token, std=0.02)
 
 def mae_init_vit(vit: VisionTransformer) -> VisionTransformer:
-    "`vit` initialised as MAE and UNIP do: xavier-uniform linear layers and patch embedding, unit norms."
+    "`vit` initialised as MAE and UNIP do: xavier-uniform linears and patch embedding, unit norms."
     vit.apply(_mae_init)
     _init_patch_and_cls(vit)
     return vit
 
 # %% ../nbs/07_teacher.ipynb #b277c32f
 class MAE(nn.Module):
-    "Masked autoencoder around a timm ViT `encoder`: `forward` gives (predictions, mask), `loss` its MSE."
+    "Masked autoencoder around timm ViT `encoder`: `forward` gives (predictions, mask), `loss` MSE."
     def __init__(
         self,
         encoder: VisionTransformer,
@@ -228,16 +247,18 @@ class MAE(nn.Module):
     ):
         super().__init__()
         if encoder.cls_token is None or encoder.num_prefix_tokens != 1 or encoder.no_embed_class:
-            raise ValueError("MAE needs a ViT with one class token whose position is in pos_embed (got "
-                             f"{encoder.num_prefix_tokens} prefix tokens, "
+            raise ValueError("MAE needs a ViT with one class token whose position is in pos_embed "
+                             f"(got {encoder.num_prefix_tokens} prefix tokens, "
                              f"no_embed_class={encoder.no_embed_class})")
-        if not 0 <= mask_ratio < 1: raise ValueError(f"mask_ratio must be in [0, 1), got {mask_ratio}")
+        if not 0 <= mask_ratio < 1:
+            raise ValueError(f"mask_ratio must be in [0, 1), got {mask_ratio}")
         self.encoder, self.mask_ratio, self.norm_pix_loss = encoder, mask_ratio, norm_pix_loss
         grid, self.patch_size = encoder.patch_embed.grid_size, encoder.patch_embed.patch_size[0]
         fix_sincos_pos_embed(encoder)
         self.decoder_embed = nn.Linear(encoder.embed_dim, decoder_dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_dim))
-        self.decoder_pos_embed = nn.Parameter(sincos_pos_embed(grid, decoder_dim), requires_grad=False)
+        self.decoder_pos_embed = nn.Parameter(sincos_pos_embed(grid, decoder_dim),
+                                              requires_grad=False)
         norm = partial(nn.LayerNorm, eps=1e-6)
         block = lambda: Block(decoder_dim, decoder_heads, qkv_bias=True, norm_layer=norm)
         self.decoder_blocks = nn.Sequential(*[block() for _ in range(decoder_depth)])
@@ -250,7 +271,8 @@ class MAE(nn.Module):
     def forward_encoder(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         "Encoded class token and kept patches, the mask and the restoring indices."
         enc = self.encoder
-        kept, mask, ids_restore = random_masking(enc.patch_embed(x) + enc.pos_embed[:, 1:], self.mask_ratio)
+        kept, mask, ids_restore = random_masking(enc.patch_embed(x) + enc.pos_embed[:, 1:],
+                                                 self.mask_ratio)
         cls = (enc.cls_token + enc.pos_embed[:, :1]).expand(len(x), -1, -1)
         return enc.norm(enc.blocks(enc.norm_pre(torch.cat([cls, kept], 1)))), mask, ids_restore
 
@@ -271,23 +293,27 @@ class MAE(nn.Module):
     def patchify(self, imgs: Tensor) -> Tensor:
         "Images `[B, 3, H, W]` as patches `[B, N, patch² x 3]`, in MAE's pixel order."
         p, (B, C, H, W) = self.patch_size, imgs.shape
-        grid = imgs.reshape(B, C, H // p, p, W // p, p).permute(0, 2, 4, 3, 5, 1)  # [B, h, w, p, p, C]
+        # [B, h, w, p, p, C]
+        grid = imgs.reshape(B, C, H // p, p, W // p, p).permute(0, 2, 4, 3, 5, 1)
         return grid.reshape(B, (H // p) * (W // p), p * p * C)
 
     def loss(self, out: tuple[Tensor, Tensor], imgs: Tensor) -> Tensor:
-        "Mean squared error on the masked patches, against per-patch normalised pixels when `norm_pix_loss`."
+        "MSE on the masked patches, against per-patch normalised pixels when `norm_pix_loss`."
         pred, mask = out
         target = self.patchify(imgs)
         if self.norm_pix_loss:
-            target = (target - target.mean(-1, keepdim=True)) / (target.var(-1, keepdim=True) + 1e-6) ** 0.5
+            target = ((target - target.mean(-1, keepdim=True))
+                      / (target.var(-1, keepdim=True) + 1e-6) ** 0.5)
         return (((pred - target) ** 2).mean(-1) * mask).sum() / mask.sum()
 
 # %% ../nbs/07_teacher.ipynb #eaefb0e1
 def mae_transform(size: int) -> transforms.Compose:
     "facebookresearch/mae's pre-training transform at `size` pixels."
-    crop = transforms.RandomResizedCrop(size, scale=(0.2, 1.0), interpolation=InterpolationMode.BICUBIC)
+    crop = transforms.RandomResizedCrop(size, scale=(0.2, 1.0),
+                                        interpolation=InterpolationMode.BICUBIC)
     normalise = transforms.Normalize(IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD)
-    return transforms.Compose([crop, transforms.RandomHorizontalFlip(), transforms.ToTensor(), normalise])
+    return transforms.Compose([crop, transforms.RandomHorizontalFlip(), transforms.ToTensor(),
+                               normalise])
 
 def _autoencoder_item(path: str, tf) -> tuple[Tensor, Tensor]:
     "An image transformed once, as both input and target."
@@ -295,12 +321,13 @@ def _autoencoder_item(path: str, tf) -> tuple[Tensor, Tensor]:
     return x, x
 
 def mae_dataloaders(paths: list, size: int, bs: int, num_workers: int = 0) -> DataLoaders:
-    "Shuffled full batches of `(image, image)` from the files `paths`, and an empty validation loader."
+    "Shuffled full batches of `(image, image)` from files `paths`, and an empty validation loader."
     item = partial(_autoencoder_item, tf=mae_transform(size))
     dls = training_dataloaders(list(paths), bs, after_item=item, num_workers=num_workers)
-    if len(dls.train) == 0: raise ValueError(
-        f"{len(paths)} images make no full batch of {bs}: "
-        "generate more embedded data or lower the batch size")
+    if len(dls.train) == 0:
+        raise ValueError(
+            f"{len(paths)} images make no full batch of {bs}: "
+            "generate more embedded data or lower the batch size")
     return dls
 
 def mae_decoder_args(embed_dim: int) -> dict:
@@ -310,10 +337,11 @@ def mae_decoder_args(embed_dim: int) -> dict:
 
 # %% ../nbs/07_teacher.ipynb #5b16cb8a
 def mae_learner(mae: MAE, dls: DataLoaders, recipe: PretrainRecipe) -> Learner:
-    "A fastai `Learner` training `mae` with `recipe`'s official optimiser (`fit_mae` brings the schedule)."
+    "A fastai `Learner` training `mae` with `recipe`'s official optimiser (schedule: `fit_mae`)."
     cbs = [NaNGuard(), *accumulation(recipe)]
     groups = partial(param_groups, weight_decay=recipe.weight_decay)
-    learn = Learner(dls, mae, loss_func=mae.loss, opt_func=adamw(recipe.betas), splitter=groups, cbs=cbs)
+    learn = Learner(dls, mae, loss_func=mae.loss, opt_func=adamw(recipe.betas), splitter=groups,
+                    cbs=cbs)
     learn.recorder.valid_metrics = False
     return learn
 
@@ -323,14 +351,15 @@ def fit_mae(
     progress: bool = True,
     checkpoint: Path | None = None,   # resume file (see `fit_resumable`)
 ) -> dict:
-    "Train with the linear-scaled lr, warm-up then cosine decay, resuming if it can; the losses per epoch."
-    lrs = group_lrs(param_groups(learn.model, recipe.weight_decay), official_lr(recipe.blr, recipe.batch_size))
+    "Train at the linear-scaled lr, warm-up then cosine decay, resuming if it can; epoch losses."
+    lrs = group_lrs(param_groups(learn.model, recipe.weight_decay),
+                    official_lr(recipe.blr, recipe.batch_size))
     schedule = warmup_cosine(lrs, recipe.warmup_epochs / recipe.epochs)
     return fit_resumable(learn, recipe.epochs, checkpoint, "teacher", progress, cbs=[schedule])
 
 @torch.no_grad()
 def mae_probe_loss(mae: MAE, imgs: Tensor, seed: int = 0) -> float:
-    "MAE loss of `imgs` in eval mode, masks drawn from `seed`; the global random state is left as it was."
+    "MAE loss of `imgs` in eval mode, masks drawn from `seed`; the global random state is kept."
     was_training, imgs = mae.training, imgs.to(next(mae.parameters()).device)
     mae.eval()
     with torch.random.fork_rng():
@@ -344,15 +373,17 @@ TEACHER_VERSION = 2  # bump when a change to this notebook changes the trained w
 MASK_RATIO, NORM_PIX_LOSS, PROBE_IMAGES = 0.75, True, 16
 
 def teacher_config(preset: Preset) -> dict:
-    "Everything that shapes the MAE teacher of `preset`, as JSON-ready data; an error for official weights."
+    "What shapes the MAE teacher of `preset`, as JSON-ready data; an error for official weights."
     if preset.teacher_pretrain is None or preset.embedded is None:
-        raise ValueError(f"preset {preset.name!r} has no MAE pre-training (teacher_pretrain or embedded is None): "
+        raise ValueError(f"preset {preset.name!r} has no MAE pre-training "
+                         "(teacher_pretrain or embedded is None): "
                          "its teacher is an official checkpoint, see `teacher_for`")
     width = create_vit(preset.teacher_arch, preset.img_size).embed_dim
     mae = dict(mae_decoder_args(width), mask_ratio=MASK_RATIO, norm_pix_loss=NORM_PIX_LOSS)
-    return dict(arch=preset.teacher_arch, img_size=preset.img_size, recipe=asdict(preset.teacher_pretrain),
-                embedded=asdict(preset.embedded), data_seed=preset.data_seed,
-                data_key=sizes_key(preset.embedded, preset.data_seed), mae=mae, version=TEACHER_VERSION,
+    return dict(arch=preset.teacher_arch, img_size=preset.img_size,
+                recipe=asdict(preset.teacher_pretrain), embedded=asdict(preset.embedded),
+                data_seed=preset.data_seed, data_key=sizes_key(preset.embedded, preset.data_seed),
+                mae=mae, version=TEACHER_VERSION,
                 **preset.changed("num_workers"))  # workers draw other augmentations
 
 def teacher_key(preset: Preset) -> str:
@@ -361,13 +392,14 @@ def teacher_key(preset: Preset) -> str:
 
 # %% ../nbs/07_teacher.ipynb #beb735dc
 def init_mae(preset: Preset) -> MAE:
-    "The MAE of `preset`'s teacher at step 0: every generator seeded with the data seed, then built."
+    "The MAE of `preset`'s teacher at step 0: all generators seeded with the data seed, then built."
     cfg = teacher_config(preset)
     set_seed(preset.data_seed, reproducible=True)
     return MAE(create_vit(preset.teacher_arch, preset.img_size), **cfg["mae"])
 
-def pretrain_teacher(preset: Preset, data_root: Path, cache_dir: Path, progress: bool = True) -> Path:
-    "The file of the embedded `preset`'s cached MAE teacher (its encoder), pre-trained first if needed."
+def pretrain_teacher(preset: Preset, data_root: Path, cache_dir: Path,
+                     progress: bool = True) -> Path:
+    "The file of embedded `preset`'s cached MAE teacher (its encoder), pre-trained first if needed."
     stage = CachedStage(Path(cache_dir)/"teacher"/f"{teacher_key(preset)}.pt")
     if stage.is_done(): return stage.done
     recipe = preset.teacher_pretrain
@@ -379,12 +411,14 @@ def pretrain_teacher(preset: Preset, data_root: Path, cache_dir: Path, progress:
         dls = mae_dataloaders(paths, preset.img_size, split_batch(recipe), preset.num_workers)
         with torch.random.fork_rng():
             torch.manual_seed(preset.data_seed)
-            probe = torch.stack([mae_transform(preset.img_size)(load_image(p)) for p in paths[:PROBE_IMAGES]])
+            probe = torch.stack([mae_transform(preset.img_size)(load_image(p))
+                                 for p in paths[:PROBE_IMAGES]])
         before = mae_probe_loss(mae, probe)
         start = time.perf_counter()
         fit = fit_mae(mae_learner(mae, dls, recipe), recipe, progress, checkpoint)
         record = dict(key=stage.done.stem, config=teacher_config(preset), images=len(paths),
-                      batches=len(dls.train) * recipe.epochs, wall_s=round(time.perf_counter() - start, 3),
+                      batches=len(dls.train) * recipe.epochs,
+                      wall_s=round(time.perf_counter() - start, 3),
                       resumed_from_epoch=fit["resumed_from"], probe_loss_before=before,
                       probe_loss_after=mae_probe_loss(mae, probe), train_loss=fit["losses"],
                       final_loss=fit["losses"][-1])
@@ -400,7 +434,7 @@ def teacher_record(path: Path) -> dict:
 
 # %% ../nbs/07_teacher.ipynb #7bc6740f
 def teacher_for(preset: Preset, settings: Settings, progress: bool = True) -> VisionTransformer:
-    "The teacher of `preset`: its cached MAE teacher if it has an MAE recipe, else `teacher_checkpoint`'s."
+    "`preset`'s teacher: its cached MAE teacher if it has an MAE recipe, else `teacher_checkpoint`."
     path = (settings.path("teacher_checkpoint") if preset.teacher_pretrain is None
             else pretrain_teacher(preset, settings.data_root, settings.cache_dir, progress))
     return load_teacher(preset.teacher_arch, preset.img_size, path)

@@ -28,7 +28,7 @@ from .files import atomic_torch_save, failpoint, world
 EMBEDDING_NAMES = ("pos_embed", "cls_token", "reg_token", "mask_token")  # layer 0 under layer decay
 
 def layer_id(name: str, num_layers: int) -> int:
-    "Layer of parameter `name` for lr decay: 0 for embeddings and tokens, i+1 for `blocks.i`, then the top."
+    "Layer of `name` for lr decay: 0 for embeddings and tokens, i+1 for `blocks.i`, else the top."
     parts = name.split(".")
     if parts[-1] in EMBEDDING_NAMES or "patch_embed" in parts: return 0
     if "blocks" in parts:
@@ -43,7 +43,7 @@ def param_groups(
     num_layers: int | None = None,     # the backbone depth, needed by layer_decay
     no_decay_1d: bool = True,          # no decay on biases and 1-D parameters (False: all decay)
 ) -> list[dict]:
-    "Trainable parameters of `model` grouped by (weight decay, lr scale), as the official optimisers do."
+    "Trainable parameters of `model` grouped by (weight decay, lr scale) as the official code does."
     if layer_decay is not None and num_layers is None:
         raise ValueError("layer_decay needs num_layers (the backbone depth)")
     groups = {}
@@ -61,7 +61,7 @@ def param_groups(
 
 # %% ../nbs/06_training.ipynb #8be7c8b6
 def adamw(betas: tuple = (0.9, 0.999)):
-    "fastai `opt_func` for torch's AdamW over explicit parameter groups (their weight decay is kept)."
+    "fastai `opt_func`: torch's AdamW over explicit parameter groups (keeping their weight decay)."
     return partial(OptimWrapper, opt=partial(torch.optim.AdamW, betas=betas))
 
 def group_lrs(groups: list[dict], lr: float) -> np.ndarray:
@@ -73,12 +73,12 @@ def official_lr(blr: float, batch_size: int) -> float:
     return blr * batch_size / 256
 
 def warmup_cosine(lrs: np.ndarray, warmup_pct: float) -> ParamScheduler:
-    "Linear warm-up from 0 over `warmup_pct` of training, then cosine decay to 0 (MAE / UNIP pre-training)."
+    "Linear warm-up over `warmup_pct` of training, then cosine decay to 0 (MAE/UNIP pre-training)."
     phases = [SchedLin(0 * lrs, lrs), SchedCos(lrs, 0 * lrs)]
     return ParamScheduler({"lr": combine_scheds([warmup_pct, 1 - warmup_pct], phases)})
 
 def warmup_poly(lrs: np.ndarray, warmup_pct: float, power: float = 1.0) -> ParamScheduler:
-    "Linear warm-up, then polynomial decay to 0 with `power` (mmseg's poly policy, UNIP fine-tuning)."
+    "Linear warm-up, then polynomial decay to 0 with `power` (mmseg's poly policy; UNIP fine-tune)."
     phases = [SchedLin(0 * lrs, lrs), SchedPoly(lrs, 0 * lrs, power)]
     return ParamScheduler({"lr": combine_scheds([warmup_pct, 1 - warmup_pct], phases)})
 
@@ -86,7 +86,8 @@ def warmup_poly(lrs: np.ndarray, warmup_pct: float, power: float = 1.0) -> Param
 def epochs_for(iterations: int, batches_per_epoch: int) -> int:
     "Whole epochs covering at least `iterations` optimiser steps."
     if batches_per_epoch < 1:
-        raise ValueError("the training DataLoader yields no batch: fewer images than the batch size?")
+        raise ValueError("the training DataLoader yields no batch: "
+                         "fewer images than the batch size?")
     return max(1, math.ceil(iterations / batches_per_epoch))
 
 # %% ../nbs/06_training.ipynb #44d673b9
@@ -97,7 +98,7 @@ def split_batch(recipe: PretrainRecipe) -> int:
     return rank_batch(recipe.batch_size // recipe.accum)
 
 def accumulation(recipe: PretrainRecipe) -> list[Callback]:
-    "fastai's `GradientAccumulation` over each rank's part of the effective batch, if it accumulates."
+    "fastai's `GradientAccumulation` over each rank's part of the effective batch, if accumulating."
     return [GradientAccumulation(rank_batch(recipe.batch_size))] if recipe.accum > 1 else []
 
 # %% ../nbs/06_training.ipynb #4996394c
@@ -107,26 +108,29 @@ class NaNGuard(Callback):
     def after_loss(self):
         if not torch.isfinite(self.learn.loss_grad).all():
             loss = self.learn.loss_grad.item()
-            raise FloatingPointError(f"loss is {loss} at epoch {self.epoch}, iteration {self.iter}: "
-                                     "training stopped, its result is not saved")
+            raise FloatingPointError(
+                f"loss is {loss} at epoch {self.epoch}, iteration {self.iter}: "
+                "training stopped, its result is not saved")
 
 # %% ../nbs/06_training.ipynb #683d2e78
-RESUME_GLOBALS = (  # what a resume file holds beside tensors: numpy's random state and fastai's numpy lrs
+# what a resume file holds beside tensors: numpy's random state and fastai's numpy lrs
+RESUME_GLOBALS = (
     np.ndarray, np.dtype, np.dtypes.UInt32DType, np.dtypes.Float64DType,
     np._core.multiarray._reconstruct, np._core.multiarray.scalar)
 
 def read_resume_file(path: Path) -> dict:
-    "A training checkpoint read with `weights_only=True` (numpy values allowed); an error naming a bad file."
+    "A checkpoint read with `weights_only=True` (numpy values allowed); an error naming a bad file."
     try:
         with torch.serialization.safe_globals(list(RESUME_GLOBALS)):
             return torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise ValueError(f"resume file {path} cannot be read ({first}): it is damaged or not this project's; "
+        raise ValueError(f"resume file {path} cannot be read ({first}): "
+                         "it is damaged or not this project's; "
                          "delete it to restart this stage from its first epoch") from e
 
 class EpochCheckpoint(Callback):
-    "Save the training state to `path` after every epoch (atomically); resume from it at the start of a fit."
+    "Save the training state to `path` each epoch (atomically); resume from it when a fit starts."
     order = 60  # after the Recorder, whose losses it saves
     def __init__(self, path: Path, label: str = "fit"):
         self.path, self.label, self.resumed_from = Path(path), label, None
@@ -136,7 +140,8 @@ class EpochCheckpoint(Callback):
 
     def _rngs(self) -> list[dict]:
         "The random states of every rank."
-        cuda = torch.cuda.get_rng_state() if torch.cuda.is_available() else None  # this rank's GPU only
+        # this rank's GPU only
+        cuda = torch.cuda.get_rng_state() if torch.cuda.is_available() else None
         mine = dict(torch=torch.get_rng_state(), cuda=cuda, numpy=np.random.get_state(),
                     python=random.getstate(), loader=self.dls.train.rng.getstate())
         if not is_distributed(): return [mine]
@@ -145,11 +150,12 @@ class EpochCheckpoint(Callback):
         return every
 
     def _state(self) -> dict:
-        "Everything the rest of the fit depends on (gradients too while an accumulation is half done)."
+        "What the rest of the fit depends on (gradients too while an accumulation is half done)."
         model, pending = plain_model(self.learn.model), any(cb.count for cb in self._accumulators())
         scaler = getattr(self.learn, "scaler", None)  # fastai's MixedPrecision sets it
         recorder = self.learn.recorder
-        return dict(n_epoch=self.n_epoch, epoch=self.epoch, model=model.state_dict(), opt=self.learn.opt.state_dict(),
+        return dict(n_epoch=self.n_epoch, epoch=self.epoch, model=model.state_dict(),
+                    opt=self.learn.opt.state_dict(),
                     values=[list(v) for v in recorder.values],
                     smooth_loss=(recorder.smooth_loss.count, recorder.smooth_loss.val),
                     accum=[cb.count for cb in self._accumulators()],
@@ -160,19 +166,25 @@ class EpochCheckpoint(Callback):
         self.start, self.saved_values = 0, None
         if not self.path.is_file(): return
         ck = read_resume_file(self.path)
-        if ck["n_epoch"] != self.n_epoch: raise ValueError(
-            f"checkpoint {self.path} is of a {ck['n_epoch']}-epoch fit, this fit has {self.n_epoch} epochs")
-        if len(ck["rng"]) != world()[1]: raise ValueError(
-            f"checkpoint {self.path} was saved by {len(ck['rng'])} processes: "
-            f"resume it with as many, not {world()[1]}")
-        # weights, optimiser, a half-done accumulation and the AMP scaler, as they were after the saved epoch
+        if ck["n_epoch"] != self.n_epoch:
+            raise ValueError(
+                f"checkpoint {self.path} is of a {ck['n_epoch']}-epoch fit, "
+                f"this fit has {self.n_epoch} epochs")
+        if len(ck["rng"]) != world()[1]:
+            raise ValueError(
+                f"checkpoint {self.path} was saved by {len(ck['rng'])} processes: "
+                f"resume it with as many, not {world()[1]}")
+        # weights, optimiser, a half-done accumulation and the AMP scaler,
+        # as they were after the saved epoch
         model = plain_model(self.learn.model)
         model.load_state_dict(ck["model"])
         self.learn.opt.load_state_dict(ck["opt"])
         for cb, count in zip(self._accumulators(), ck["accum"]): cb.count = count
-        for p, g in zip(model.parameters(), ck["grads"] or []): p.grad = None if g is None else g.to(p.device)
+        for p, g in zip(model.parameters(), ck["grads"] or []):
+            p.grad = None if g is None else g.to(p.device)
         if ck["scaler"] is not None: self.learn.scaler.load_state_dict(ck["scaler"])
-        self.learn.recorder.smooth_loss.count, self.learn.recorder.smooth_loss.val = ck["smooth_loss"]
+        (self.learn.recorder.smooth_loss.count,
+         self.learn.recorder.smooth_loss.val) = ck["smooth_loss"]
         # every random stream of this rank, so the next epochs draw what an uninterrupted fit draws
         rng = ck["rng"][world()[0]]
         torch.set_rng_state(rng["torch"])
@@ -206,7 +218,7 @@ def fit_resumable(
     amp: str | None = None,          # autocast on a CUDA GPU: "bf16" or "fp16"
     compile: bool = False,           # torch.compile the model
 ) -> dict:
-    "Fit `learn` for `epochs` (DDP under torchrun), resuming if it can; epoch losses, epoch resumed at."
+    "Fit `learn` for `epochs` (DDP under torchrun), resuming if it can: losses, epoch resumed at."
     if amp not in (None, *AMP_MODES):
         raise ValueError(f"amp must be None or one of {', '.join(AMP_MODES)}, got {amp!r}")
     if amp is not None and not torch.cuda.is_available():
@@ -216,7 +228,8 @@ def fit_resumable(
     extra += [MixedPrecision(amp)] if amp else []
     extra += [Compiled()] if compile else []
     with warnings.catch_warnings(), ExitStack() as quiet:
-        warnings.filterwarnings("ignore", message="Your generator is empty")  # pre-training has no validation loader
+        # pre-training has no validation loader
+        warnings.filterwarnings("ignore", message="Your generator is empty")
         if not progress:
             quiet.enter_context(learn.no_bar())
             quiet.enter_context(learn.no_logging())
