@@ -28,11 +28,12 @@ from .distributed import training_dataloaders
 from .infmix import infmix_torch
 from .nmi import HYBRID_TARGET, select_hybrid_heads
 from .teacher import fix_sincos_pos_embed, mae_init_vit
-from .training import NaNGuard, accumulation, adamw, fit_resumable, group_lrs, official_lr, param_groups, split_batch, warmup_cosine
+from .training import (NaNGuard, accumulation, adamw, fit_resumable, group_lrs, official_lr,
+                              param_groups, split_batch, warmup_cosine)
 
 # %% ../nbs/08_distill.ipynb #c1d49f55
 class _GeluLinear(torch.autograd.Function):
-    "`F.linear(F.gelu(h), weight, bias)` that keeps `h` instead of `gelu(h)` for backward and recomputes the GELU there."
+    "`F.linear(F.gelu(h), weight, bias)` keeping `h`, not `gelu(h)`; backward recomputes the GELU."
     @staticmethod
     def forward(ctx, h: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         ctx.save_for_backward(h, weight)
@@ -48,16 +49,20 @@ class _GeluLinear(torch.autograd.Function):
         return grad_h, grad_w, grad_b
 
 class LowMemoryMlp(Mlp):
-    "timm's `Mlp` (exact GELU, no dropout, no norm) whose backward recomputes the GELU instead of keeping its output."
-    def forward(self, x: Tensor) -> Tensor: return _GeluLinear.apply(self.fc1(x), self.fc2.weight, self.fc2.bias)
+    "timm's `Mlp` (exact GELU, no dropout, no norm) whose backward recomputes the GELU."
+    def forward(self, x: Tensor) -> Tensor:
+        return _GeluLinear.apply(self.fc1(x), self.fc2.weight, self.fc2.bias)
 
 def low_memory_mlps(vit: VisionTransformer) -> VisionTransformer:
-    "`vit` with every block's MLP a `LowMemoryMlp`, in place (weights and state-dict keys unchanged)."
+    "`vit` with every block's MLP a `LowMemoryMlp`, in place (weights and state-dict keys kept)."
     for i, blk in enumerate(vit.blocks, start=1):
         m = blk.mlp
-        plain = (type(m) in (Mlp, LowMemoryMlp) and type(m.act) is nn.GELU and m.act.approximate == "none"
-                 and isinstance(m.norm, nn.Identity) and m.drop1.p == 0 and m.drop2.p == 0)
-        if not plain: raise ValueError(f"block {i}'s MLP is not timm's plain Mlp (exact GELU, no dropout, no norm): {m}")
+        plain = (type(m) in (Mlp, LowMemoryMlp) and type(m.act) is nn.GELU
+                 and m.act.approximate == "none" and isinstance(m.norm, nn.Identity)
+                 and m.drop1.p == 0 and m.drop2.p == 0)
+        if not plain:
+            raise ValueError(f"block {i}'s MLP is not timm's plain Mlp "
+                             f"(exact GELU, no dropout, no norm): {m}")
         m.__class__ = LowMemoryMlp
     return vit
 
@@ -75,15 +80,16 @@ def set_drop_path(vit: VisionTransformer, rates: list[float]) -> VisionTransform
 def unip_student(
     arch: str | dict,
     img_size: int,
-    last_heads: int,                        # heads of the last block: the teacher's, whose logits it learns
+    last_heads: int,                        # teacher's heads, whose logits the last block learns
     drop_path: float = 0.1,                 # stochastic depth of every block
-    block_heads: dict[int, int] | None = None,  # heads of other (1-based) blocks that learn attention
+    block_heads: dict[int, int] | None = None,  # heads of other (1-based) blocks learning attention
 ) -> VisionTransformer:
     "The official UNIP student as a timm ViT: distilled heads, MAE's init, fixed sin-cos positions."
     vit = create_vit(arch, img_size)
     depth, dim = len(vit.blocks), vit.embed_dim
     heads = dict(block_heads or {})
-    if depth in heads: raise ValueError(f"block {depth} is the last block: give its heads as last_heads")
+    if depth in heads:
+        raise ValueError(f"block {depth} is the last block: give its heads as last_heads")
     for i, n in sorted({**heads, depth: last_heads}.items()):
         if not 1 <= i <= depth:
             raise ValueError(f"block_heads names block {i}, outside the student's 1..{depth}")
@@ -98,9 +104,10 @@ def unip_student(
 
 # %% ../nbs/08_distill.ipynb #8d796e7b
 def had_loss(student_logits: Tensor, teacher_logits: Tensor, loss_type: str = "KL") -> Tensor:
-    "Hybrid-attention distillation loss over keys: summed over keys, averaged over batch, heads and queries."
+    "Hybrid-attention distillation loss: summed over keys, averaged over batch, heads and queries."
     if student_logits.shape != teacher_logits.shape:
-        raise ValueError(f"student logits {tuple(student_logits.shape)} and teacher logits {tuple(teacher_logits.shape)} differ: "
+        raise ValueError(f"student logits {tuple(student_logits.shape)} and teacher logits "
+                         f"{tuple(teacher_logits.shape)} differ: "
                          "the student's block needs as many heads as the term distils, "
                          "and the teacher's token count")
     s, t = F.log_softmax(student_logits.float(), -1), F.log_softmax(teacher_logits.float(), -1)
@@ -111,7 +118,8 @@ def had_loss(student_logits: Tensor, teacher_logits: Tensor, loss_type: str = "K
 
 def feature_loss(student_features: Tensor, teacher_features: Tensor) -> Tensor:
     "Smooth-L1 between the projected student features and the layer-normalised teacher tokens."
-    return F.smooth_l1_loss(student_features.float(), F.layer_norm(teacher_features.float(), teacher_features.shape[-1:]))
+    return F.smooth_l1_loss(student_features.float(),
+                            F.layer_norm(teacher_features.float(), teacher_features.shape[-1:]))
 
 # %% ../nbs/08_distill.ipynb #4a2d1ffc
 TERM_KINDS = ("attention", "feature")
@@ -120,9 +128,9 @@ def _whole(v) -> bool: return isinstance(v, int) and not isinstance(v, bool) and
 
 @dataclass(frozen=True)
 class Term:
-    "One distillation term: student block `student_layer` learns a teacher layer's logits or tokens."
-    kind: str = "attention"           # "attention" (HAD: KL on q·k logits) or "feature" (smooth-L1)
-    layer: int | str | None = None    # a teacher layer (from 1), "hybrid", "last"; None: "hybrid" or `heads`
+    "A distillation term: student block `student_layer` learns a teacher layer's logits or tokens."
+    kind: str = "attention"           # "attention" (HAD on q·k logits) or "feature" (smooth-L1)
+    layer: int | str | None = None    # layer (from 1), "hybrid", "last"; None: "hybrid" or `heads`
     student_layer: int | None = None  # the student block that learns it (1-based); None: the last
     heads: tuple | str | None = None  # None: every head of `layer`; [[layer, head], ...]; or "nmi"
     weight: float = 1.0               # the term's weight in the summed loss
@@ -138,12 +146,15 @@ class Term:
             raise ValueError(f"student_layer must be a student block number (from 1) or None, "
                              f"got {self.student_layer!r}")
         w = self.weight
-        if isinstance(w, bool) or not isinstance(w, (int, float)) or not (math.isfinite(w) and w > 0):
+        if (isinstance(w, bool) or not isinstance(w, (int, float))
+                or not (math.isfinite(w) and w > 0)):
             raise ValueError(f"weight must be a positive number, got {w!r}")
         if self.heads not in (None, "nmi"):
             head = lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0
-            pair = lambda h: isinstance(h, (list, tuple)) and len(h) == 2 and _whole(h[0]) and head(h[1])
-            if not isinstance(self.heads, (list, tuple)) or not self.heads or not all(map(pair, self.heads)):
+            pair = lambda h: (isinstance(h, (list, tuple)) and len(h) == 2
+                              and _whole(h[0]) and head(h[1]))
+            if (not isinstance(self.heads, (list, tuple)) or not self.heads
+                    or not all(map(pair, self.heads))):
                 raise ValueError(f"heads must be None, 'nmi' or a list of [layer, head] pairs "
                                  f"(layer from 1, head from 0), got {self.heads!r}")
             object.__setattr__(self, "heads", tuple(tuple(h) for h in self.heads))
@@ -158,7 +169,7 @@ class Term:
 TARGETS = ("hybrid", "last", "feature", "none")  # the shorthands, one term each (`none`: no term)
 
 def parse_target(target: str | int | list) -> str | int | list:
-    "A target as a command line passes it: a layer number's text as a number, JSON text of terms as a list."
+    "A target from a command line: a layer number's text as a number, JSON text of terms as a list."
     if isinstance(target, str) and target.isdigit(): return int(target)
     if not (isinstance(target, str) and target.lstrip().startswith("[")): return target
     try: return json.loads(target)
@@ -166,10 +177,12 @@ def parse_target(target: str | int | list) -> str | int | list:
         raise ValueError(f"target {target!r} is not a JSON list of terms: {e}") from e
 
 def target_terms(target: str | int | list | tuple) -> tuple[Term, ...]:
-    "The terms of a target: a shorthand (`TARGETS`, a teacher layer) or a list of `Term`s or of their fields."
+    "A target's terms: a shorthand (`TARGETS`, a teacher layer), a list of `Term`s or their fields."
     target = parse_target(target)
     if isinstance(target, (list, tuple)):
-        if not target: raise ValueError("a target needs at least one term; the target 'none' distils nothing")
+        if not target:
+            raise ValueError("a target needs at least one term; "
+                             "the target 'none' distils nothing")
         return tuple(from_fields(Term, t, f"term {i}") for i, t in enumerate(target, 1))
     if _whole(target): return (Term(layer=target),)
     if target not in TARGETS:
@@ -197,7 +210,7 @@ def resolve_terms(
     layer_nmi: pd.DataFrame | None = None,  # the teacher's `layerwise_nmi`, for "nmi" heads
     s: float = HYBRID_TARGET,               # the NMI "nmi" heads are closest to
 ) -> tuple[Term, ...]:
-    "`terms` with every teacher layer, student block and head a number; an error naming what is missing."
+    "`terms` with each teacher layer, student block and head a number; errors name what is missing."
     out = []
     for t in terms:
         k = student_depth if t.student_layer is None else t.student_layer
@@ -224,24 +237,26 @@ def resolve_terms(
 
 # %% ../nbs/08_distill.ipynb #12cffbeb
 def distilled_heads(term: Term, teacher_heads: int) -> int:
-    "How many teacher heads a resolved attention term distils: its chosen pairs, or every head of its layer."
+    "Teacher heads a resolved attention term distils: its chosen pairs, or every head of its layer."
     return teacher_heads if term.heads is None else len(term.heads)
 
-def student_block_heads(terms: tuple[Term, ...], teacher_heads: int, student_depth: int) -> dict[int, int]:
-    "Heads per student block: the teacher's in the last; in one learning attention, what its terms distil."
+def student_block_heads(terms: tuple[Term, ...], teacher_heads: int,
+                        student_depth: int) -> dict[int, int]:
+    "Heads per student block: the teacher's in the last, elsewhere what attention terms distil."
     heads = {student_depth: teacher_heads}
     learnt = {}
     for t in terms:
         if t.kind != "attention": continue
         n = distilled_heads(t, teacher_heads)
         if learnt.setdefault(t.student_layer, n) != n:
-            raise ValueError(f"student block {t.student_layer} learns terms of {learnt[t.student_layer]} "
-                             f"and {n} heads: a block has one head count")
+            raise ValueError(f"student block {t.student_layer} learns terms of "
+                             f"{learnt[t.student_layer]} and {n} heads: a block has one head count")
     return heads | learnt
 
 # %% ../nbs/08_distill.ipynb #8461438f
-def target_record(terms: tuple[Term, ...], student_depth: int) -> tuple[str, int] | list[dict] | None:
-    "What records and cache keys keep of `terms`: a shorthand's `(kind, layer)`, else each term's fields."
+def target_record(terms: tuple[Term, ...],
+                  student_depth: int) -> tuple[str, int] | list[dict] | None:
+    "Record/cache-key form of `terms`: a shorthand's `(kind, layer)`, else each term's fields."
     if not terms: return None
     t = terms[0]
     if len(terms) == 1 and (t.student_layer, t.heads, t.weight) == (student_depth, None, 1.0):
@@ -254,19 +269,24 @@ def teacher_layers(terms: tuple[Term, ...], kind: str | None = None) -> list[int
     reads = lambda t: [t.layer] if t.heads is None else [l for l, _ in t.heads]
     return sorted({l for t in terms if kind in (None, t.kind) for l in reads(t)})
 
-def teacher_targets(teacher: VisionTransformer, x: Tensor, terms: tuple[Term, ...]) -> tuple[Tensor, ...]:
-    "Per resolved term, the teacher's logits `[B, heads, N, N]` or output tokens `[B, N, C]`, from one pass."
-    logit_layers, token_layers = teacher_layers(terms, "attention"), teacher_layers(terms, "feature")
-    got = {(kind, l): out for kind, l, out in iter_block_outputs(teacher, x, logit_layers, token_layers)}
+def teacher_targets(teacher: VisionTransformer, x: Tensor,
+                    terms: tuple[Term, ...]) -> tuple[Tensor, ...]:
+    "Per resolved term, the teacher's logits `[B, heads, N, N]` or tokens `[B, N, C]`, in one pass."
+    logit_layers, token_layers = (teacher_layers(terms, "attention"),
+                                  teacher_layers(terms, "feature"))
+    got = {(kind, l): out
+           for kind, l, out in iter_block_outputs(teacher, x, logit_layers, token_layers)}
     def one(t: Term) -> Tensor:
         if t.kind == "feature": return got["tokens", t.layer]
         if t.heads is None: return got["logits", t.layer]
-        return torch.stack([got["logits", l][:, h] for l, h in t.heads], 1)  # the chosen heads, in order
+        # the chosen heads, in order
+        return torch.stack([got["logits", l][:, h] for l, h in t.heads], 1)
     return tuple(one(t) for t in terms)
 
 class TeacherTarget(Callback):
-    "Set each batch's targets, one per resolved term, from a frozen teacher (moved to the batches' device)."
-    order = MixedPrecision.order + 1  # inside the autocast of mixed precision, as the official teacher forward
+    "Set each batch's targets, one per resolved term, from a frozen teacher on the batches' device."
+    # inside the autocast of mixed precision, as the official teacher forward
+    order = MixedPrecision.order + 1
     def __init__(self, teacher: VisionTransformer, terms: tuple[Term, ...]):
         self.teacher, self.terms = teacher.eval().requires_grad_(False), terms
     def before_fit(self): self.teacher.to(self.dls.device)  # where the batches are
@@ -275,7 +295,7 @@ class TeacherTarget(Callback):
 
 # %% ../nbs/08_distill.ipynb #0704d1f0
 class DistilledStudent(nn.Module):
-    "The student under distillation: per term, its block's logits or normed tokens at the teacher's width."
+    "The distilled student: per term, its block's logits or normed tokens at the teacher's width."
     def __init__(self, vit: VisionTransformer, terms: tuple[Term, ...], teacher_dim: int):
         super().__init__()
         self.vit, self.terms = vit, terms
@@ -284,10 +304,12 @@ class DistilledStudent(nn.Module):
     def forward(self, x: Tensor) -> tuple[Tensor, ...]:
         logit_layers = [t.student_layer for t in self.terms if t.kind == "attention"]
         token_layers = [t.student_layer for t in self.terms if t.kind == "feature"]
-        got = {(kind, l): out for kind, l, out in iter_block_outputs(self.vit, x, logit_layers, token_layers)}
+        got = {(kind, l): out
+               for kind, l, out in iter_block_outputs(self.vit, x, logit_layers, token_layers)}
         projs = iter(self.projs)
         return tuple(got["logits", t.student_layer] if t.kind == "attention"
-                     else next(projs)(self.vit.norm(got["tokens", t.student_layer])) for t in self.terms)
+                     else next(projs)(self.vit.norm(got["tokens", t.student_layer]))
+                     for t in self.terms)
 
 # %% ../nbs/08_distill.ipynb #e125d2b4
 def terms_loss(terms: tuple[Term, ...], preds: tuple[Tensor, ...], *targets: Tensor) -> Tensor:
@@ -303,10 +325,18 @@ class _Images(torch.utils.data.Dataset):
     def __len__(self): return len(self.view)
     def __getitem__(self, i): return (self.view[i]["image"],)
 
-def pretrain_dataloaders(ds: datasets.Dataset, size: int, batch_size: int, seed: int = 0, num_workers: int = 0) -> DataLoaders:
+def pretrain_dataloaders(
+    ds: datasets.Dataset,  # InfMix
+    size: int,             # input side in pixels
+    batch_size: int,
+    seed: int = 0,         # draws each epoch's order
+    num_workers: int = 0,  # loading processes
+) -> DataLoaders:
     "Shuffled, augmented InfMix batches for pre-training (and an empty validation loader)."
-    if len(ds) < batch_size: raise ValueError(f"InfMix has {len(ds)} images, fewer than one batch of {batch_size}")
-    return training_dataloaders(_Images(infmix_torch(ds, size)), batch_size, seed, num_workers=num_workers)
+    if len(ds) < batch_size:
+        raise ValueError(f"InfMix has {len(ds)} images, fewer than one batch of {batch_size}")
+    return training_dataloaders(_Images(infmix_torch(ds, size)), batch_size, seed,
+                                num_workers=num_workers)
 
 def distill_learner(
     student: DistilledStudent,
@@ -320,7 +350,8 @@ def distill_learner(
     schedule = warmup_cosine(group_lrs(groups, lr), recipe.warmup_epochs / recipe.epochs)
     cbs = [TeacherTarget(teacher, student.terms), NaNGuard(), schedule]
     cbs += accumulation(recipe)
-    return Learner(dls, student, loss_func=partial(terms_loss, student.terms), opt_func=adamw(recipe.betas),
+    return Learner(dls, student, loss_func=partial(terms_loss, student.terms),
+                   opt_func=adamw(recipe.betas),
                    splitter=lambda m: param_groups(m, recipe.weight_decay), cbs=cbs)
 
 # %% ../nbs/08_distill.ipynb #de17d7b0
@@ -329,17 +360,21 @@ def check_pair(
     student: VisionTransformer,
     terms: tuple[Term, ...] | None = None,  # None: every teacher head into the last block
 ) -> None:
-    "Refuse a teacher and student whose outputs cannot match: each attention term's heads, the token count."
+    "Refuse a teacher and student whose outputs can't match: attention terms' heads, token count."
     th, depth = teacher.blocks[0].attn.num_heads, len(student.blocks)
     for t in terms or (Term(layer=len(teacher.blocks), student_layer=depth),):
         if t.kind != "attention": continue
         n, sh = distilled_heads(t, th), student.blocks[t.student_layer - 1].attn.num_heads
-        fix = f"last_heads={n}" if t.student_layer == depth else f"block_heads={{{t.student_layer}: {n}}}"
+        fix = (f"last_heads={n}" if t.student_layer == depth
+               else f"block_heads={{{t.student_layer}: {n}}}")
         if n != sh:
-            raise ValueError(f"a term distils {n} teacher heads into block {t.student_layer} of the student, "
-                             f"which has {sh}: build the student with {fix}")
-    tn, sn = teacher.patch_embed.num_patches + teacher.num_prefix_tokens, student.patch_embed.num_patches + student.num_prefix_tokens
-    if tn != sn: raise ValueError(f"teacher sees {tn} tokens and the student {sn}: use the same patch size, resolution and prefix tokens")
+            raise ValueError(f"a term distils {n} teacher heads into block {t.student_layer} "
+                             f"of the student, which has {sh}: build the student with {fix}")
+    tn, sn = (teacher.patch_embed.num_patches + teacher.num_prefix_tokens,
+              student.patch_embed.num_patches + student.num_prefix_tokens)
+    if tn != sn:
+        raise ValueError(f"teacher sees {tn} tokens and the student {sn}: "
+                         f"use the same patch size, resolution and prefix tokens")
 
 def distill(
     student: VisionTransformer,
@@ -355,10 +390,11 @@ def distill(
     compile: bool = False,
     num_workers: int = 0,              # loading processes
 ) -> tuple[VisionTransformer, dict]:
-    "Distil `teacher` into `student` by `terms` on InfMix `ds`; the student, epoch losses, epoch resumed at."
+    "Distil `teacher` into `student` by `terms` on InfMix `ds`: student, losses, epoch resumed at."
     check_pair(teacher, student, terms)
     module = DistilledStudent(student, terms, teacher.embed_dim)
     dls = pretrain_dataloaders(ds, size, split_batch(recipe), seed, num_workers)
     learn = distill_learner(module, teacher, dls, recipe)
-    fit = fit_resumable(learn, recipe.epochs, checkpoint, "distill", progress, amp=amp, compile=compile)
+    fit = fit_resumable(learn, recipe.epochs, checkpoint, "distill", progress, amp=amp,
+                        compile=compile)
     return student.eval(), fit

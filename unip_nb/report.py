@@ -25,13 +25,14 @@ from .segment import plot_attention_maps, plot_mask_rows
 # %% ../nbs/12_report.ipynb #8c622968
 SEG_COLUMNS = (*SEG_SETS, "avg")
 MODES = {"ft": "FT", "lp": "LP"}
-GROUP_ORDER = ("UNIP", "A: remove NMI-HAD", "B: replace InfMix", "reference")  # row order of tables and figures
+# row order of tables and figures
+GROUP_ORDER = ("UNIP", "A: remove NMI-HAD", "B: replace InfMix", "reference")
 
 @dataclass
 class Records:
-    "The run records of one study folder: complete runs by name, and the runs that failed or never finished."
+    "A study folder's run records: complete runs by name, and runs that failed or never finished."
     runs: dict = field(default_factory=dict)      # run name -> record (status complete)
-    failed: dict = field(default_factory=dict)    # run name -> failure record (None: none was written)
+    failed: dict = field(default_factory=dict)    # run name -> failure record (None: none written)
 
     @property
     def complete(self) -> int: return len(self.runs)
@@ -42,11 +43,13 @@ class Records:
 
     @property
     def scores(self) -> pd.DataFrame:
-        "Long table: one row per (run, mode, dataset) with its mIoU, ordered by ablation group, name and seed."
-        rows = [dict(run=n, ablation=r["config"]["ablation"]["name"], group=r["config"]["ablation"]["group"],
+        "One row per (run, mode, dataset) with its mIoU, ordered by ablation group, name and seed."
+        rows = [dict(run=n, ablation=r["config"]["ablation"]["name"],
+                     group=r["config"]["ablation"]["group"],
                      seed=r["seed"], mode=MODES[m], dataset=d, miou=r["metrics"][m][d])
                 for n, r in self.runs.items() for m in MODES for d in SEG_COLUMNS]
-        df = pd.DataFrame(rows, columns=["run", "ablation", "group", "seed", "mode", "dataset", "miou"])
+        df = pd.DataFrame(rows, columns=["run", "ablation", "group", "seed", "mode", "dataset",
+                                         "miou"])
         rank = df["group"].map({g: i for i, g in enumerate(GROUP_ORDER)}).fillna(len(GROUP_ORDER))
         ordered = df.assign(_rank=rank).sort_values(["_rank", "ablation", "seed"], kind="stable")
         return ordered.drop(columns="_rank").reset_index(drop=True)
@@ -55,12 +58,14 @@ class Records:
         "The first complete record of `ablation`, or an error naming what is there."
         for r in self.runs.values():
             if r["config"]["ablation"]["name"] == ablation: return r
-        raise KeyError(f"no complete run of {ablation!r}; complete runs: {', '.join(self.runs) or 'none'}")
+        raise KeyError(f"no complete run of {ablation!r}; "
+                       f"complete runs: {', '.join(self.runs) or 'none'}")
 
 def load_records(runs_dir: Path) -> Records:
-    "Every `<run>/record.json` under `runs_dir`, split into complete and failed (or unfinished) runs."
+    "Every `<run>/record.json` under `runs_dir`, split into complete and failed (or unfinished)."
     runs_dir = Path(runs_dir)
-    if not runs_dir.is_dir(): raise FileNotFoundError(f"no study folder {runs_dir}: run `unip-nb study` first")
+    if not runs_dir.is_dir():
+        raise FileNotFoundError(f"no study folder {runs_dir}: run `unip-nb study` first")
     recs = Records()
     for d in sorted(p for p in runs_dir.iterdir() if p.is_dir()):
         f = d/"record.json"
@@ -72,7 +77,7 @@ def load_records(runs_dir: Path) -> Records:
 
 # %% ../nbs/12_report.ipynb #ef59303a
 def ci95(values) -> float:
-    "Half-width of the 95% confidence interval of the mean (t distribution); NaN for fewer than two values."
+    "Half-width of the mean's 95% confidence interval (t distribution); NaN for under two values."
     v = np.asarray(values, dtype=float)
     if len(v) < 2: return float("nan")
     return float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
@@ -86,7 +91,7 @@ def _fmt(mean: float, ci: float) -> str:
     return f"{100 * mean:.1f}" + ("" if np.isnan(ci) else f" ± {100 * ci:.1f}")
 
 def summary_table(scores: pd.DataFrame) -> pd.DataFrame:
-    "Rows: ablations (in run order); columns: (FT|LP, dataset); cells: mean ± 95% half-width in mIoU points."
+    "Rows: ablations (run order); columns: (FT|LP, dataset); cells: mean ± 95% half-width (points)."
     agg = _mean_ci(scores, "miou", ["ablation", "mode", "dataset"])
     agg["cell"] = [_fmt(m, c) for m, c in zip(agg["mean"], agg["ci"])]
     table = agg.pivot(index="ablation", columns=["mode", "dataset"], values="cell")
@@ -97,26 +102,30 @@ def summary_table(scores: pd.DataFrame) -> pd.DataFrame:
 
 # %% ../nbs/12_report.ipynb #c606372d
 def paired_deltas(scores: pd.DataFrame, reference: str = "unip") -> pd.DataFrame:
-    "Per (ablation, mode, dataset): mean and 95% half-width over seeds of the paired mIoU difference."
+    "Per (ablation, mode, dataset): mean and 95% half-width over seeds of the paired mIoU delta."
     if reference not in set(scores["ablation"]):
         raise KeyError(f"no run of the reference {reference!r} to compare with")
     ref = scores[scores.ablation == reference].set_index(["seed", "mode", "dataset"])["miou"]
     other = scores[scores.ablation != reference].copy()
     same_seed = ref.reindex(pd.MultiIndex.from_frame(other[["seed", "mode", "dataset"]]))
     other["delta"] = other["miou"].to_numpy() - same_seed.to_numpy()
-    return _mean_ci(other.dropna(subset=["delta"]), "delta", ["ablation", "group", "mode", "dataset"])
+    return _mean_ci(other.dropna(subset=["delta"]), "delta",
+                    ["ablation", "group", "mode", "dataset"])
 
 # %% ../nbs/12_report.ipynb #4e4345c6
-def study_verdict(scores: pd.DataFrame, ablation: str = "no_pretrain", reference: str = "unip") -> str:
+def study_verdict(scores: pd.DataFrame, ablation: str = "no_pretrain",
+                  reference: str = "unip") -> str:
     "Whether `reference` beats `ablation` on average FT mIoU by over two seed sds (the larger one)."
     ft = scores[(scores["mode"] == "FT") & (scores["dataset"] == "avg")]
     a, r = ft[ft.ablation == ablation]["miou"], ft[ft.ablation == reference]["miou"]
-    if len(a) < 2 or len(r) < 2: return (f"Not enough seeds to compare `{reference}` with `{ablation}` "
-                                         f"(need two of each; have {len(r)} and {len(a)}).")
+    if len(a) < 2 or len(r) < 2:
+        return (f"Not enough seeds to compare `{reference}` with `{ablation}` "
+                f"(need two of each; have {len(r)} and {len(a)}).")
     gap, sd = r.mean() - a.mean(), max(r.std(ddof=1), a.std(ddof=1))
     verdict = "does" if gap > 2 * sd else "does **not**"
-    return (f"`{reference}` {verdict} beat `{ablation}` on average fine-tuning mIoU by more than two seed "
-            f"standard deviations: {100 * r.mean():.2f} vs {100 * a.mean():.2f} mIoU points, "
+    return (f"`{reference}` {verdict} beat `{ablation}` on average fine-tuning mIoU "
+            f"by more than two seed standard deviations: "
+            f"{100 * r.mean():.2f} vs {100 * a.mean():.2f} mIoU points, "
             f"a gap of {100 * gap:.2f} against 2 x sd = {200 * sd:.2f} "
             f"({len(r)} and {len(a)} seeds).")
 
@@ -128,12 +137,13 @@ CLAIMS = pd.DataFrame(
      ("grey conversion of InfMix helps", "paper", "infmix_no_gray", -1),
      ("each InfMix source helps", "paper", "infmix_no_(infpre|in1k|coco)", -1),
      ("each InfPre sub-dataset helps", "study", "infmix_without_.+", -1)],
-    columns=["claim", "source", "ablations", "direction"],  # direction: expected sign of the ablation's delta
+    # direction: expected sign of the ablation's delta
+    columns=["claim", "source", "ablations", "direction"],
 )
 
 # %% ../nbs/12_report.ipynb #04ee4dca
 def claim_verdict(mean: float, ci: float, direction: int) -> str:
-    "'reproduced', 'contradicted' or 'inconclusive': a paired delta `mean ± ci` against a claim's sign."
+    "'reproduced', 'contradicted' or 'inconclusive': paired delta `mean ± ci` vs a claim's sign."
     if np.isnan(ci) or mean - ci <= 0 <= mean + ci: return "inconclusive"
     return "reproduced" if np.sign(mean) == direction else "contradicted"
 
@@ -143,11 +153,12 @@ def claims_table(
     claims: pd.DataFrame = CLAIMS,
     dataset: str = "avg",
 ) -> pd.DataFrame:
-    "One row per claim and ablation run: its paired delta on `dataset` per mode (points, ± 95%) and verdict."
+    "Per claim and ablation run: paired delta on `dataset` per mode (points, ± 95%) and verdict."
     d = deltas[deltas["dataset"] == dataset].set_index(["ablation", "mode"])
     rows = []
     for c in claims.itertuples():
-        for ablation in (a for a in dict.fromkeys(deltas["ablation"]) if re.fullmatch(c.ablations, a)):
+        for ablation in (a for a in dict.fromkeys(deltas["ablation"])
+                         if re.fullmatch(c.ablations, a)):
             expected = "Δ < 0" if c.direction < 0 else "Δ > 0"
             row = dict(claim=c.claim, source=c.source, ablation=ablation, expected=expected)
             for mode in MODES.values():
@@ -159,14 +170,14 @@ def claims_table(
 
 # %% ../nbs/12_report.ipynb #18b36c20
 def detectable_effect(deltas: pd.DataFrame, dataset: str = "avg") -> pd.DataFrame:
-    "Per mode, the median and largest 95% half-width (points) of the ablation rows' deltas on `dataset`."
+    "Per mode, median and largest 95% half-width (points) of ablation rows' deltas on `dataset`."
     rows = deltas[(deltas["dataset"] == dataset) & (deltas["group"] != "reference")]
     widths = rows.groupby("mode", sort=False)["ci"].agg(median="median", largest="max")
     return (100 * widths).rename_axis(None)
 
 # %% ../nbs/12_report.ipynb #1ca6fb3e
 def _interval_bars(table: pd.DataFrame, datasets: tuple, xlabel: str):
-    "Bars of `table`'s `mean` (points) and 95% `ci` per ablation, a panel per dataset, FT beside LP."
+    "Bars of `table`'s `mean` (points), 95% `ci` per ablation, a panel per dataset, FT beside LP."
     abls = list(dict.fromkeys(table["ablation"]))
     size = (3.2 * len(datasets), 0.45 * len(abls) + 1.5)
     fig, axs = plt.subplots(1, len(datasets), figsize=size, sharey=True, squeeze=False)
@@ -180,13 +191,14 @@ def _interval_bars(table: pd.DataFrame, datasets: tuple, xlabel: str):
                     xerr=100 * sub["ci"].fillna(0), error_kw=dict(lw=1, capsize=2))
         ax.axvline(0, color="0.3", lw=1)
         ax.set(title=ds, xlabel=xlabel)
-    axs[0, 0].set(yticks=y, yticklabels=abls); axs[0, 0].invert_yaxis()
+    axs[0, 0].set(yticks=y, yticklabels=abls)
+    axs[0, 0].invert_yaxis()
     axs[0, -1].legend(fontsize=8)
     fig.tight_layout()
     return fig
 
 def plot_deltas(deltas: pd.DataFrame, datasets: tuple = SEG_COLUMNS):
-    "The paired mIoU differences against UNIP (points) with their 95% intervals, per dataset and mode."
+    "Paired mIoU differences against UNIP (points) with their 95% intervals, per dataset and mode."
     return _interval_bars(deltas, datasets, "Δ mIoU vs unip (points)")
 
 def plot_miou(scores: pd.DataFrame, datasets: tuple = SEG_COLUMNS):
@@ -204,7 +216,7 @@ def plot_run_metrics(metrics: dict, title: str = ""):
 
 # %% ../nbs/12_report.ipynb #a5be788f
 def plot_run_nmi(metrics: dict, s: float = HYBRID_TARGET, ax=None):
-    "The teacher's head-averaged NMI per layer over the pattern bands, and the student's where recorded."
+    "Teacher's head-averaged NMI per layer over the pattern bands; the student's where recorded."
     rows = [(int(l), 0, v) for l, v in metrics["teacher_nmi"].items()]
     table = pd.DataFrame(rows, columns=["layer", "head", "nmi"])
     ax = plot_layer_nmi(table, s=s, title="mean attention NMI per layer", ax=ax, label="teacher")
@@ -230,7 +242,8 @@ def plot_run_predictions(metrics: dict, dataset: str):
     paths = _kept([kept[m].get(dataset) for m in MODES], f"{dataset} predictions")
     if paths is None: return None
     ft, lp = (torch.load(p, weights_only=True) for p in paths)
-    masks = lambda a, b: {"ground truth": a["mask"], "fine-tuned": a["pred"], "linear probe": b["pred"]}
+    masks = lambda a, b: {"ground truth": a["mask"], "fine-tuned": a["pred"],
+                          "linear probe": b["pred"]}
     rows = [(f"{dataset} test image {a['index']}", a["image"], masks(a, b)) for a, b in zip(ft, lp)]
     return plot_mask_rows(rows, get_seg_spec(dataset).n_classes)
 
@@ -255,19 +268,20 @@ def distill_curves(records: Records) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["run", "ablation", "seed", "epoch", "loss"])
 
 def plot_distill_losses(records: Records, ax=None):
-    "The distillation loss per epoch of each ablation that distilled: mean over seeds and its 95% band."
+    "Distillation loss per epoch of each ablation that distilled: mean over seeds and its 95% band."
     curves = distill_curves(records)
     if curves.empty: raise ValueError("no run of this study distilled: no loss to plot")
-    ax = sns.lineplot(data=curves, x="epoch", y="loss", hue="ablation", marker="o", errorbar=("ci", 95),
-                      ax=ax)
+    ax = sns.lineplot(data=curves, x="epoch", y="loss", hue="ablation", marker="o",
+                      errorbar=("ci", 95), ax=ax)
     ax.set(title="distillation loss per epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     return ax
 
 # %% ../nbs/12_report.ipynb #0ae4ee83
 def provenance(record: dict) -> pd.DataFrame:
-    "Where a run's numbers came from, as a table: commit, time, machine, library versions, stage wall times."
-    rows = [("commit", f"{record.get('commit')}" + (" (with local changes)" if record.get("dirty") else "")),
+    "Where a run's numbers came from: commit, time, machine, library versions, stage wall times."
+    rows = [("commit",
+             f"{record.get('commit')}" + (" (with local changes)" if record.get("dirty") else "")),
             ("finished", record.get("finished")), ("wall time", f"{record.get('wall_time_s')} s"),
             ("device", record.get("device")), ("torch threads", record.get("torch_threads")),
             ("processes", record.get("world_size"))]
@@ -278,25 +292,26 @@ def provenance(record: dict) -> pd.DataFrame:
 
 # %% ../nbs/12_report.ipynb #6e229f51
 def class_iou(records: Records) -> pd.DataFrame:
-    "One row per (run, mode, dataset, class) of the runs that recorded it: ablation, seed, IoU or None."
-    rows = [dict(run=n, ablation=r["config"]["ablation"]["name"], seed=r["seed"], mode=MODES[m], dataset=d,
-                 cls=c, iou=v)
-            for n, r in records.runs.items() for m, sets in (r["metrics"].get("class_iou") or {}).items()
+    "A row per (run, mode, dataset, class) of runs that recorded it: ablation, seed, IoU or None."
+    rows = [dict(run=n, ablation=r["config"]["ablation"]["name"], seed=r["seed"], mode=MODES[m],
+                 dataset=d, cls=c, iou=v)
+            for n, r in records.runs.items()
+            for m, sets in (r["metrics"].get("class_iou") or {}).items()
             for d, classes in sets.items() for c, v in (classes or {}).items()]
     return pd.DataFrame(rows, columns=["run", "ablation", "seed", "mode", "dataset", "cls", "iou"])
 
 def class_iou_table(records: Records, dataset: str, mode: str = "FT") -> pd.DataFrame:
-    "Rows: ablations (in run order); columns: the classes of `dataset`; cells: mean IoU over seeds (points)."
+    "Rows: ablations (run order); columns: `dataset`'s classes; cells: mean IoU over seeds, points."
     df = class_iou(records)
     df = df[(df["dataset"] == dataset) & (df["mode"] == mode)]
     if df.empty: raise ValueError(f"no run recorded per-class IoU of {dataset} under {mode}")
-    table = df.pivot_table(index="ablation", columns="cls", values="iou", aggfunc="mean", sort=False,
-                           dropna=False)
+    table = df.pivot_table(index="ablation", columns="cls", values="iou", aggfunc="mean",
+                           sort=False, dropna=False)
     order = [a for a in dict.fromkeys(records.scores["ablation"]) if a in table.index]
     return (100 * table.reindex(index=order, columns=list(dict.fromkeys(df["cls"])))).round(1)
 
 def plot_class_iou(records: Records, mode: str = "FT"):
-    "Heat map of every ablation x class of the three sets (mean IoU over seeds, points) under `mode`."
+    "Heat map of ablation x class for the three sets (mean IoU over seeds, points) under `mode`."
     sets = [d for d in SEG_COLUMNS if d != "avg" and d in set(class_iou(records)["dataset"])]
     tables = [class_iou_table(records, d, mode) for d in sets]
     width, rows = max(t.shape[1] for t in tables), len(tables[0])
@@ -309,21 +324,22 @@ def plot_class_iou(records: Records, mode: str = "FT"):
     return fig
 
 def plot_seg_losses(records: Records):
-    "The segmenters' training loss per epoch, per mode (rows) and set (columns), each ablation's seed mean."
-    rows = [dict(ablation=r["config"]["ablation"]["name"], seed=r["seed"], mode=MODES[m], dataset=d, epoch=e,
-                 loss=l)
-            for r in records.runs.values() for m, sets in (r["metrics"].get("seg_losses") or {}).items()
+    "Segmenters' training loss per epoch, by mode (rows) and set (cols), each ablation's seed mean."
+    rows = [dict(ablation=r["config"]["ablation"]["name"], seed=r["seed"], mode=MODES[m],
+                 dataset=d, epoch=e, loss=l)
+            for r in records.runs.values()
+            for m, sets in (r["metrics"].get("seg_losses") or {}).items()
             for d, losses in sets.items() for e, l in enumerate(losses or [], start=1)]
     if not rows: raise ValueError("no run of this study recorded its segmentation losses")
     grid = sns.relplot(data=pd.DataFrame(rows), x="epoch", y="loss", hue="ablation", row="mode",
-                       col="dataset", kind="line", marker="o", errorbar=None, height=2.4, aspect=1.3,
-                       facet_kws=dict(sharey=False))
+                       col="dataset", kind="line", marker="o", errorbar=None, height=2.4,
+                       aspect=1.3, facet_kws=dict(sharey=False))
     for ax in grid.axes.flat: ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     return grid
 
 # %% ../nbs/12_report.ipynb #d1abf63d
 def composition_table(records: Records) -> pd.DataFrame:
-    "Images per InfMix source and the grey flag, per ablation that distilled (from its first complete run)."
+    "Images per InfMix source and grey flag, per distilling ablation (from its first complete run)."
     rows = {}
     for r in records.runs.values():
         if r["metrics"]["infmix"] is None: continue
@@ -332,7 +348,7 @@ def composition_table(records: Records) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index").reindex(order)
 
 def run_links(records: Records, runs_dir: Path) -> str:
-    "An HTML table linking every run's report (relative to the summary), with its status and wall time."
+    "An HTML table linking each run's report (relative to the summary), its status and wall time."
     rows = [(n, "complete", f"{r['wall_time_s']:.0f} s") for n, r in records.runs.items()]
     rows += [(n, "failed" if r else "unfinished", html.escape((r or {}).get("error", "")))
              for n, r in records.failed.items()]

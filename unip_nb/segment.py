@@ -26,11 +26,12 @@ from .attention import attention_maps, check_layers
 from .config import SegRecipe
 from .distributed import eval_sharded, sum_over_ranks
 from .segdata import IGNORE_INDEX, SegDataset
-from .training import NaNGuard, adamw, epochs_for, fit_resumable, group_lrs, param_groups, warmup_poly
+from .training import (NaNGuard, adamw, epochs_for, fit_resumable, group_lrs, param_groups,
+                              warmup_poly)
 
 # %% ../nbs/09_segment.ipynb #bdb31e19
 def vit_features(backbone: VisionTransformer, x: Tensor, layers: Sequence[int]) -> list[Tensor]:
-    "Patch tokens after each 1-based block in `layers` as raw `[B, C, h, w]` maps (no final norm), in order."
+    "Patch-token maps `[B, C, h, w]` after each 1-based block in `layers`, in order; no final norm."
     wanted = check_layers(backbone, layers)
     indices = [l - 1 for l in wanted]  # timm counts blocks from 0
     maps = backbone.forward_intermediates(x, indices, stop_early=True, intermediates_only=True)
@@ -38,12 +39,12 @@ def vit_features(backbone: VisionTransformer, x: Tensor, layers: Sequence[int]) 
 
 # %% ../nbs/09_segment.ipynb #abcc8576
 def spread_layers(depth: int) -> tuple[int, int, int, int]:
-    "The official spread layers, 1-based: depth/3, depth/2, 2 depth/3 and the last ((4, 6, 8, 12) for 12)."
+    "Official spread layers, 1-based: depth/3, depth/2, 2 depth/3, the last ((4, 6, 8, 12) for 12)."
     if depth < 3: raise ValueError(f"spread layers need a backbone of depth >= 3, got {depth}")
     return (depth // 3, depth // 2, 2 * depth // 3, depth)
 
 class LLFPN(nn.Module):
-    "The official simple pyramid: maps of four `layers` (default: the last, four times) to strides 4 to 32."
+    "Official simple pyramid: four `layers`' maps (default: the last, 4 times) to strides 4 to 32."
     def __init__(self, backbone: VisionTransformer, layers: Sequence[int] | None = None):
         super().__init__()
         depth, dim = len(backbone.blocks), backbone.embed_dim
@@ -67,9 +68,10 @@ class LLFPN(nn.Module):
 
 # %% ../nbs/09_segment.ipynb #b78abffe
 def conv_module(c_in: int, c_out: int, kernel_size: int) -> nn.Sequential:
-    "mmcv's `ConvModule` with the default norm and activation: convolution (no bias), BatchNorm, ReLU."
+    "mmcv's `ConvModule` with default norm and activation: convolution (no bias), BatchNorm, ReLU."
     conv = nn.Conv2d(c_in, c_out, kernel_size, padding=kernel_size // 2, bias=False)
-    nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")  # mmcv's kaiming_init defaults
+    # mmcv's kaiming_init defaults
+    nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
     return nn.Sequential(conv, nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
 
 def resize(x: Tensor, size: Sequence[int]) -> Tensor:
@@ -80,11 +82,12 @@ class _Classifier(nn.Sequential):
     "mmseg's `cls_seg`: channel dropout, then a 1x1 convolution initialised with std 0.01."
     def __init__(self, channels: int, num_classes: int, dropout: float):
         super().__init__(nn.Dropout2d(dropout), nn.Conv2d(channels, num_classes, 1))
-        nn.init.normal_(self[1].weight, std=0.01); nn.init.zeros_(self[1].bias)
+        nn.init.normal_(self[1].weight, std=0.01)
+        nn.init.zeros_(self[1].bias)
 
 # %% ../nbs/09_segment.ipynb #a79776a1
 class UperHead(nn.Module):
-    "mmseg's `UPerHead` on four levels of `in_channels`: PPM on the last, top-down FPN fusion, a classifier."
+    "mmseg's `UPerHead` on four `in_channels` levels: PPM on the last, top-down FPN, a classifier."
     def __init__(
         self,
         in_channels: int,                         # channels of each level
@@ -94,7 +97,8 @@ class UperHead(nn.Module):
         dropout: float = 0.1,                     # channel dropout before the classifier
     ):
         super().__init__()
-        pool = lambda s: nn.Sequential(nn.AdaptiveAvgPool2d(s), conv_module(in_channels, channels, 1))
+        pool = lambda s: nn.Sequential(nn.AdaptiveAvgPool2d(s),
+                                       conv_module(in_channels, channels, 1))
         self.ppm = nn.ModuleList(pool(s) for s in pool_scales)
         self.bottleneck = conv_module(in_channels + len(pool_scales) * channels, channels, 3)
         self.lateral_convs = nn.ModuleList(conv_module(in_channels, channels, 1) for _ in range(3))
@@ -108,7 +112,8 @@ class UperHead(nn.Module):
 
     def forward(self, feats: Sequence[Tensor]) -> Tensor:
         if len(feats) != 4: raise ValueError(f"UperHead expects 4 levels, got {len(feats)}")
-        laterals = [conv(f) for conv, f in zip(self.lateral_convs, feats)] + [self.psp_forward(feats[3])]
+        laterals = ([conv(f) for conv, f in zip(self.lateral_convs, feats)]
+                    + [self.psp_forward(feats[3])])
         for i in range(3, 0, -1):  # top-down: each level adds the coarser one, upsampled
             laterals[i - 1] = laterals[i - 1] + resize(laterals[i], laterals[i - 1].shape[-2:])
         outs = [conv(l) for conv, l in zip(self.fpn_convs, laterals)] + [laterals[3]]
@@ -116,7 +121,7 @@ class UperHead(nn.Module):
         return self.cls(self.fpn_bottleneck(torch.cat(outs, 1)))
 
 class FCNHead(nn.Module):
-    "mmseg's `FCNHead`, UperNet's auxiliary head: `num_convs` 3x3 ConvModules on one level, a classifier."
+    "mmseg's `FCNHead`, UperNet's aux head: `num_convs` 3x3 ConvModules on one level, a classifier."
     def __init__(
         self,
         in_channels: int,        # channels of the level read
@@ -127,18 +132,20 @@ class FCNHead(nn.Module):
         in_index: int = 2,       # the pyramid level read (stride 16)
     ):
         super().__init__()
-        if num_convs < 1: raise ValueError(f"FCNHead needs num_convs >= 1 "
-                                           f"(mmseg asks in_channels == channels otherwise), got {num_convs}")
+        if num_convs < 1:
+            raise ValueError(f"FCNHead needs num_convs >= 1 "
+                             f"(mmseg asks in_channels == channels otherwise), got {num_convs}")
         self.in_index = in_index
         widths = [in_channels] + [channels] * (num_convs - 1)
         self.convs = nn.Sequential(*(conv_module(c, channels, 3) for c in widths))
         self.cls = _Classifier(channels, num_classes, dropout)
 
-    def forward(self, feats: Sequence[Tensor]) -> Tensor: return self.cls(self.convs(feats[self.in_index]))
+    def forward(self, feats: Sequence[Tensor]) -> Tensor:
+        return self.cls(self.convs(feats[self.in_index]))
 
 # %% ../nbs/09_segment.ipynb #34caa834
 class SegModel(nn.Module):
-    "ViT backbone, pyramid `neck` on `neck.layers`, decode `head`, optional `aux_head`; logits at input size."
+    "ViT backbone, pyramid `neck` on `neck.layers`, `head`, optional `aux_head`; input-size logits."
     def __init__(
         self,
         backbone: VisionTransformer,
@@ -152,7 +159,8 @@ class SegModel(nn.Module):
     def forward(self, x: Tensor) -> Tensor | tuple[Tensor, Tensor]:
         feats = self.neck(vit_features(self.backbone, x, self.neck.layers))
         out = resize(self.head(feats), x.shape[-2:])
-        if self.training and self.aux_head is not None: return out, resize(self.aux_head(feats), x.shape[-2:])
+        if self.training and self.aux_head is not None:
+            return out, resize(self.aux_head(feats), x.shape[-2:])
         return out
 
 def upernet(
@@ -164,12 +172,14 @@ def upernet(
 ) -> SegModel:
     "The official fine-tuning model: `backbone`, LL-FPN, UperHead and an FCN auxiliary head."
     dim = backbone.embed_dim
-    neck = LLFPN(backbone, layers)  # built first, then the heads: the order their weights are drawn in
+    # built first, then the heads: the order their weights are drawn in
+    neck = LLFPN(backbone, layers)
     head, aux = UperHead(dim, channels, num_classes), FCNHead(dim, aux_channels, num_classes)
     return SegModel(backbone, neck, head, aux)
 
-def seg_loss(preds: Tensor | tuple[Tensor, Tensor], target: Tensor, aux_weight: float = 0.4) -> Tensor:
-    "mmseg's cross entropy (mean over all pixels, 255 ignored): main logits plus `aux_weight` x the aux's."
+def seg_loss(preds: Tensor | tuple[Tensor, Tensor], target: Tensor,
+             aux_weight: float = 0.4) -> Tensor:
+    "mmseg's cross entropy (pixel mean, 255 ignored): main logits plus `aux_weight` x the aux's."
     ce = lambda p: F.cross_entropy(p, target, ignore_index=IGNORE_INDEX, reduction="none").mean()
     if isinstance(preds, Tensor): return ce(preds)
     main, aux = preds
@@ -210,19 +220,20 @@ def confusion_matrix(
     num_classes: int,
     ignore_index: int = IGNORE_INDEX,   # target pixels left out
 ) -> Tensor:
-    "Counts `[K, K]` of (ground truth, prediction) pairs over the pixels whose `target` is not ignored."
+    "Counts `[K, K]` of (ground truth, prediction) pairs over pixels whose `target` is not ignored."
     keep = target != ignore_index
     t, p = target[keep].long(), pred[keep].long()
     if t.numel() and (t.min() < 0 or t.max() >= num_classes):
         outside = sorted(set(t.unique().tolist()) - set(range(num_classes)))
-        raise ValueError(f"target holds labels outside 0..{num_classes - 1} and {ignore_index}: {outside}")
+        raise ValueError(f"target holds labels outside 0..{num_classes - 1} and {ignore_index}: "
+                         f"{outside}")
     if p.numel() and (p.min() < 0 or p.max() >= num_classes):
         raise ValueError(f"prediction holds labels outside 0..{num_classes - 1}")
     counts = torch.bincount(t * num_classes + p, minlength=num_classes ** 2)
     return counts.reshape(num_classes, num_classes).cpu()
 
 def iou_per_class(conf: Tensor) -> np.ndarray:
-    "Intersection over union of each class; NaN for a class absent from both ground truth and prediction."
+    "Each class's intersection over union; NaN for a class absent from ground truth and prediction."
     conf = np.asarray(conf, dtype=np.float64)
     inter, union = np.diag(conf), conf.sum(0) + conf.sum(1) - np.diag(conf)
     with np.errstate(invalid="ignore"): return inter / union
@@ -232,8 +243,9 @@ def mean_iou(conf: Tensor) -> float:
     return float(np.nanmean(iou_per_class(conf)))
 
 # %% ../nbs/09_segment.ipynb #27a88aee
-def slide_windows(h: int, w: int, crop: int | tuple, stride: int | tuple) -> list[tuple[int, int, int, int]]:
-    "mmseg's windows `(y1, y2, x1, x2)` of size `crop`, `stride` apart, the last on the `h` x `w` border."
+def slide_windows(h: int, w: int, crop: int | tuple,
+                  stride: int | tuple) -> list[tuple[int, int, int, int]]:
+    "mmseg's `crop` windows `(y1, y2, x1, x2)`, `stride` apart, the last on the `h` x `w` border."
     (ch, cw), (sh, sw) = to_2tuple(crop), to_2tuple(stride)
     if min(ch, cw, sh, sw) < 1:
         raise ValueError(f"crop and stride must be positive, got crop {crop} and stride {stride}")
@@ -251,7 +263,7 @@ def slide_inference(
     crop: int | tuple,     # window size
     stride: int | tuple,
 ) -> Tensor:
-    "Logits `[B, K, H, W]` averaged over mmseg's sliding windows (short windows padded, then cropped back)."
+    "Logits `[B, K, H, W]` averaged over mmseg's sliding windows (short ones padded, cropped back)."
     ch, cw = to_2tuple(crop)
     B, _, H, W = img.shape
     logits, count = img.new_zeros(B, num_classes, H, W), img.new_zeros(1, 1, H, W)
@@ -269,7 +281,7 @@ def evaluate(
     crop: int | tuple,     # sliding window
     stride: int | tuple,
 ) -> dict:
-    "mmseg's `miou`, per-class `iou` and confusion matrix `conf` of `model` on `dl`, by sliding windows."
+    "mmseg's `miou`, per-class `iou` and confusion `conf` of `model` on `dl`, by sliding windows."
     device, was_training = next(model.parameters()).device, model.training
     conf = torch.zeros(num_classes, num_classes, dtype=torch.long)
     model.eval()
@@ -284,7 +296,7 @@ def evaluate(
 
 # %% ../nbs/09_segment.ipynb #e65f24de
 class SkipValidation(Callback):
-    "Cancel fastai's per-epoch validation: `evaluate` scores the test set afterwards, with sliding windows."
+    "Skip fastai's per-epoch validation: `evaluate` scores the test set after, by sliding windows."
     def before_validate(self): raise CancelValidException()
 
 def _seg_learner(
@@ -294,26 +306,29 @@ def _seg_learner(
     dataset: str,          # names the recipe's iterations
     groups: list[dict],    # parameter groups (`param_groups`)
 ) -> tuple[Learner, int]:
-    "A Learner over `groups` with the recipe's AdamW and warm-up + poly schedule, and the epochs to fit."
+    "A Learner on `groups` with the recipe's AdamW and warm-up + poly schedule; the epochs to fit."
     iters, warmup = recipe.schedule(dataset)
     epochs = epochs_for(iters, len(dls.train))
     total = epochs * len(dls.train)
-    if not 0 <= warmup < total: raise ValueError(
-        f"{dataset}: warm-up of {warmup} iterations must be shorter than the {total} iterations run")
+    if not 0 <= warmup < total:
+        raise ValueError(f"{dataset}: warm-up of {warmup} iterations must be shorter than "
+                         f"the {total} iterations run")
     schedule = warmup_poly(group_lrs(groups, recipe.lr), warmup / total)
-    learn = Learner(dls, model, loss_func=seg_loss, opt_func=adamw(recipe.betas), splitter=lambda m: groups,
-                    cbs=[NaNGuard(), SkipValidation(), schedule])
+    learn = Learner(dls, model, loss_func=seg_loss, opt_func=adamw(recipe.betas),
+                    splitter=lambda m: groups, cbs=[NaNGuard(), SkipValidation(), schedule])
     return learn, epochs
 
 def finetune_learner(model: SegModel, dls: DataLoaders, recipe: SegRecipe, dataset: str) -> tuple:
-    "Fine-tuning Learner for `model` (layer decay over the backbone depth) and its epochs for `dataset`."
+    "Fine-tuning Learner for `model` (layer decay over backbone depth); its epochs for `dataset`."
     depth = len(model.backbone.blocks)
-    groups = param_groups(model, recipe.weight_decay, layer_decay=recipe.layer_decay, num_layers=depth)
+    groups = param_groups(model, recipe.weight_decay, layer_decay=recipe.layer_decay,
+                          num_layers=depth)
     return _seg_learner(model, dls, recipe, dataset, groups)
 
 def probe_learner(probe: LinearProbe, dls: DataLoaders, recipe: SegRecipe, dataset: str) -> tuple:
-    "Linear-probing Learner for `probe` (its head only, one lr, all decayed) and its epochs for `dataset`."
-    groups = param_groups(probe, recipe.weight_decay, no_decay_1d=False)  # mmcv's default constructor
+    "Linear-probing Learner for `probe` (head only, one lr, all decayed); its epochs for `dataset`."
+    # mmcv's default constructor
+    groups = param_groups(probe, recipe.weight_decay, no_decay_1d=False)
     return _seg_learner(probe, dls, recipe, dataset, groups)
 
 def train_segmenter(
@@ -327,10 +342,11 @@ def train_segmenter(
     amp: str | None = None,
     compile: bool = False,
 ) -> dict:
-    "Fine-tune or linear-probe `model` for the recipe's iterations; what was run and the loss per epoch."
+    "Fine-tune or linear-probe `model` for the recipe's iterations: what ran, the loss per epoch."
     if mode not in ("ft", "lp"):
         raise ValueError(f"mode must be 'ft' (fine-tuning) or 'lp' (linear probing), got {mode!r}")
-    learn, epochs = (finetune_learner if mode == "ft" else probe_learner)(model, dls, recipe, dataset)
+    learn, epochs = (finetune_learner if mode == "ft" else probe_learner)(
+        model, dls, recipe, dataset)
     fit = fit_resumable(learn, epochs, checkpoint, f"{mode}_{dataset}", progress=not quiet,
                         amp=amp, compile=compile)
     return dict(epochs=epochs, iterations=epochs * len(dls.train), train_loss=fit["losses"][-1],
@@ -345,7 +361,7 @@ def predict_items(
     stride: int | tuple,
     num_classes: int,
 ) -> list[dict]:
-    "Per item of `idxs`: its `index`, raw `image`, ground-truth `mask` and sliding-window `pred` (uint8)."
+    "Per item of `idxs`: `index`, raw `image`, ground-truth `mask`, sliding-window `pred` (uint8)."
     if num_classes > IGNORE_INDEX:
         raise ValueError(f"{num_classes} classes do not fit a uint8 mask beside {IGNORE_INDEX}")
     device, was_training = next(model.parameters()).device, model.training
@@ -381,7 +397,8 @@ def plot_mask_rows(
     for ax_row, (title, image, masks) in zip(axs, rows):
         ax_row[0].imshow(np.asarray(image), cmap="inferno")
         ax_row[0].set_title(title, fontsize=9)
-        for ax, (label, mask) in zip(ax_row[1:], masks.items()): _show_mask(ax, mask, num_classes, label)
+        for ax, (label, mask) in zip(ax_row[1:], masks.items()):
+            _show_mask(ax, mask, num_classes, label)
         for ax in ax_row: ax.set_axis_off()
     fig.tight_layout()
     return fig
@@ -409,7 +426,8 @@ def query_attention(
 ) -> dict[str, Tensor]:
     "Per name: the head-averaged attention `[h, w]` of the patch at pixel `query` over the patches."
     (qy, qx), (H, W) = query, image.shape[-2:]
-    if not (0 <= qy < H and 0 <= qx < W): raise ValueError(f"query {query} is outside the {H}x{W} image")
+    if not (0 <= qy < H and 0 <= qx < W):
+        raise ValueError(f"query {query} is outside the {H}x{W} image")
     maps = {}
     for name, (vit, layer) in models.items():
         device, (ph, pw) = next(vit.parameters()).device, vit.patch_embed.patch_size
@@ -459,4 +477,5 @@ def plot_query_attention(
 ) -> plt.Figure:
     "Where the patch at pixel `query` looks, averaged over heads, for each named (ViT, layer)."
     named = {f"{name}, layer {layer}": (vit, layer) for name, (vit, layer) in models.items()}
-    return plot_attention_maps(image.mean(0).cpu().numpy(), query, query_attention(named, image, query))
+    return plot_attention_maps(image.mean(0).cpu().numpy(), query,
+                               query_attention(named, image, query))
