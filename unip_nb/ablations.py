@@ -21,18 +21,20 @@ from timm.layers import LayerScale
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 from typing import NamedTuple
-from .config import (SEG_SETS, SOURCES, Preset, PretrainRecipe, Settings, from_fields, override_preset,
-                            parse_overrides)
+from .config import (SEG_SETS, SOURCES, Preset, PretrainRecipe, Settings, from_fields,
+                            override_preset, parse_overrides)
 from .attention import create_vit, vit_through
-from .distill import (distill, parse_target, resolve_terms, set_drop_path, student_block_heads,
-                             target_record, target_terms, teacher_layers, unip_student)
+from .distill import (distill, parse_target, resolve_terms, set_drop_path,
+                             student_block_heads, target_record, target_terms, teacher_layers,
+                             unip_student)
 from .distributed import from_rank0, rank0_first, rank_batch, train_device
 from .files import CachedStage, atomic_torch_save, stable_hash, world
 from .infmix import InfMixSpec, build_infmix, infmix_variants
-from .nmi import HYBRID_TARGET, eval_crops, folder_photos, layer_means, layerwise_nmi, select_hybrid_layer
+from .nmi import (HYBRID_TARGET, eval_crops, folder_photos, layer_means, layerwise_nmi,
+                         select_hybrid_layer)
 from .segdata import SegDataset, get_seg_spec, seg_dataloaders
-from .segment import (LinearProbe, centre_square, evaluate, predict_items, query_attention, spread_layers,
-                             train_segmenter, upernet)
+from .segment import (LinearProbe, centre_square, evaluate, predict_items, query_attention,
+                             spread_layers, train_segmenter, upernet)
 from .synthetic import generate_embedded
 from .teacher import teacher_for, teacher_key
 
@@ -41,8 +43,8 @@ def check_infmix_variant(variant: str) -> None:
     "Refuse a name that is not an InfMix variant (see the InfMix notebook)."
     known = r"full|no_gray|no_(infpre|in1k|coco)|without_\w+"
     if not isinstance(variant, str) or not re.fullmatch(known, variant):
-        raise ValueError(f"infmix must be full, no_gray, no_<source> or without_<InfPre sub-dataset>, "
-                         f"got {variant!r}")
+        raise ValueError(f"infmix must be full, no_gray, no_<source> or "
+                         f"without_<InfPre sub-dataset>, got {variant!r}")
 
 @dataclass(frozen=True)
 class Ablation:
@@ -50,15 +52,15 @@ class Ablation:
     name: str
     description: str
     group: str                   # "UNIP", "A: remove NMI-HAD", "B: replace InfMix" or "reference"
-    target: str | int | list = "hybrid"  # a shorthand or a list of terms (see the distillation notebook)
+    target: str | int | list = "hybrid"  # a shorthand or a list of terms (distillation notebook)
     infmix: str = "full"         # InfMix variant (see the InfMix notebook)
     backbone: str = "student"    # "student", or "teacher" for the reference row
-    overrides: dict = field(default_factory=dict)  # preset fields this row changes (`override_preset`)
-    phases: list = field(default_factory=list)     # pre-training phases (`Phase`); empty: one of its own
-    plan: dict = field(default_factory=dict)       # a plan file's own fields (`PLAN_FIELDS`), for the record
+    overrides: dict = field(default_factory=dict)  # preset fields it changes (`override_preset`)
+    phases: list = field(default_factory=list)     # `Phase`s of pre-training; empty: one of its own
+    plan: dict = field(default_factory=dict)       # a plan file's `PLAN_FIELDS`, for the record
 
     def __post_init__(self):
-        "Refuse a `backbone`, `overrides`, `infmix` variant, `target` or `phases` that no stage knows."
+        "Refuse a `backbone`, `overrides`, `infmix`, `target` or `phases` that no stage knows."
         if self.backbone not in ("student", "teacher"):
             raise ValueError(f"ablation {self.name!r}: backbone must be 'student' or 'teacher', "
                              f"got {self.backbone!r}")
@@ -71,21 +73,26 @@ class Ablation:
 
 def get_ablation(registry: dict[str, Ablation], name: str) -> Ablation:
     "The ablation `name`, or an error listing the registered ones."
-    if name not in registry: raise KeyError(f"unknown ablation {name!r}; registered: {', '.join(registry)}")
+    if name not in registry:
+        raise KeyError(f"unknown ablation {name!r}; registered: {', '.join(registry)}")
     return registry[name]
 
 # %% ../nbs/10_ablations.ipynb #42f3d472
-PLAN_FIELDS = ("ablated_part", "action", "replacement", "metrics")  # kept in the record, not acted on
+# kept in the record, not acted on
+PLAN_FIELDS = ("ablated_part", "action", "replacement", "metrics")
 PLAN_ACTIONS = ("REMOVE", "REPLACE", "ADD")
 
 def _plan_row(row) -> Ablation:
     "One row of a plan file as an `Ablation`, or an error saying what is wrong with it."
-    if not isinstance(row, dict): raise ValueError(f"a row must be a mapping of fields, got {row!r}")
+    if not isinstance(row, dict):
+        raise ValueError(f"a row must be a mapping of fields, got {row!r}")
     own = {f.name for f in dataclasses.fields(Ablation)} - {"plan"}
     unknown = sorted(set(row) - own - set(PLAN_FIELDS))
     if unknown:
-        raise ValueError(f"unknown field(s) {unknown}; a row has {', '.join([*sorted(own), *PLAN_FIELDS])}")
-    missing = [k for k in ("name", "description", "group") if not isinstance(row.get(k), str) or not row[k]]
+        raise ValueError(f"unknown field(s) {unknown}; a row has "
+                         f"{', '.join([*sorted(own), *PLAN_FIELDS])}")
+    missing = [k for k in ("name", "description", "group")
+               if not isinstance(row.get(k), str) or not row[k]]
     if missing: raise ValueError(f"{', '.join(missing)} must be given as text")
     if "action" in row and row["action"] not in PLAN_ACTIONS:
         raise ValueError(f"action must be one of {', '.join(PLAN_ACTIONS)}, got {row['action']!r}")
@@ -93,7 +100,7 @@ def _plan_row(row) -> Ablation:
     return Ablation(**{k: v for k, v in row.items() if k in own}, plan=plan)
 
 def _each_subset(row, infpre_subsets: list[str]) -> list:
-    "A row with `each_infpre_subset: true` as one per InfPre sub-dataset, `{subset}` replaced; else the row."
+    "An `each_infpre_subset: true` row as one per InfPre subset (`{subset}` filled); else the row."
     if not (isinstance(row, dict) and row.get("each_infpre_subset")): return [row]
     rest = {k: v for k, v in row.items() if k != "each_infpre_subset"}
     fill = lambda v, s: v.format(subset=s) if isinstance(v, str) else v
@@ -101,8 +108,8 @@ def _each_subset(row, infpre_subsets: list[str]) -> list:
 
 def read_plan(
     path: Path,
-    reference: Ablation | None = None,  # the row all others are compared with, first unless the plan has it
-    infpre_subsets: list[str] = (),     # the InfPre sub-datasets an `each_infpre_subset` row stands for
+    reference: Ablation | None = None,  # compared with every row; first unless the plan has it
+    infpre_subsets: list[str] = (),     # InfPre sub-datasets of an `each_infpre_subset` row
 ) -> dict[str, Ablation]:
     "The rows of plan file `path` (YAML, `rows:` a list)."
     path = Path(path)
@@ -115,29 +122,34 @@ def read_plan(
     plan = {}
     for i, row in enumerate(rows, 1):
         for one in _each_subset(row, infpre_subsets):
-            try: a = _plan_row(one)
-            except (TypeError, ValueError) as e: raise ValueError(f"plan file {path}, row {i}: {e}") from e
+            try:
+                a = _plan_row(one)
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"plan file {path}, row {i}: {e}") from e
             if a.name in plan:
                 raise ValueError(f"plan file {path}, row {i}: the name {a.name!r} is used twice")
             plan[a.name] = a
-    return plan if reference is None or reference.name in plan else {reference.name: reference, **plan}
+    return (plan if reference is None or reference.name in plan
+            else {reference.name: reference, **plan})
 
 # %% ../nbs/10_ablations.ipynb #123fd8cb
-RUNS_DIR = Path(unip_nb.__file__).resolve().parent.parent/"nbs"/"runs"  # the run templates, the study's plan
+# the run templates, the study's plan
+RUNS_DIR = Path(unip_nb.__file__).resolve().parent.parent/"nbs"/"runs"
 REGISTRY_PLAN = RUNS_DIR/"registry.yaml"
 
 def ablation_registry(infpre_subsets: list[str]) -> dict[str, Ablation]:
-    "Every row of the built-in study (`REGISTRY_PLAN`), for an InfPre with sub-datasets `infpre_subsets`."
+    "Every row of the built-in study (`REGISTRY_PLAN`), for InfPre sub-datasets `infpre_subsets`."
     if not REGISTRY_PLAN.is_file(): raise FileNotFoundError(
-        f"the study's plan {REGISTRY_PLAN} does not exist: it lives in nbs/runs of the unip-nb repository; "
-        "install the package from a whole clone (pip install -e .)")
+        f"the study's plan {REGISTRY_PLAN} does not exist: it lives in nbs/runs of the unip-nb "
+        "repository; install the package from a whole clone (pip install -e .)")
     return read_plan(REGISTRY_PLAN, infpre_subsets=infpre_subsets)
 
 # %% ../nbs/10_ablations.ipynb #a9de995b
-RUN_VERSION = 4  # bump when a change alters a run's metrics: older records and stages are then not reused
+# bump when a change alters a run's metrics: older records and stages are then not reused
+RUN_VERSION = 4
 
 def run_preset(ablation: Ablation, preset: Preset, overrides: dict | str | None = None) -> Preset:
-    "The preset a run of `ablation` reads: `preset` with the row's overrides, then the run's `overrides`."
+    "A run's preset: `preset` with the row's overrides (`ablation`), then the run's `overrides`."
     return override_preset(override_preset(preset, ablation.overrides), overrides)
 
 
@@ -153,17 +165,18 @@ class Run:
     s: float = HYBRID_TARGET                 # the NMI of the hybrid pattern
     overrides: dict | None = None            # the run's own preset overrides, recorded as given
     target: str | int | list | None = None   # the run's own target, in place of the row's
-    phases: list | None = None               # the run's own pre-training phases, in place of the row's
+    phases: list | None = None               # the run's own pre-training phases, not the row's
 
     @property
     def config(self) -> dict:
         "Everything that determines the run's result, as JSON-able data."
-        row = {k: v for k, v in asdict(self.ablation).items() if k not in ("overrides", "plan", "phases") or v}
+        row = {k: v for k, v in asdict(self.ablation).items()
+               if k not in ("overrides", "plan", "phases") or v}
         given = dict(overrides=self.overrides, target=self.target, phases=self.phases)
         given = {k: v for k, v in given.items() if v is not None and v != {}}
         config = dict(ablation=row, preset=asdict(self.preset), seed=self.seed,
-                      teacher_layer=self.teacher_layer, infmix_sources=self.infmix_sources, s=self.s,
-                      version=RUN_VERSION, **given)
+                      teacher_layer=self.teacher_layer, infmix_sources=self.infmix_sources,
+                      s=self.s, version=RUN_VERSION, **given)
         return json.loads(json.dumps(config, default=str))
 
     def work_dir(self, cache_dir: Path, teacher: str) -> Path:
@@ -181,7 +194,8 @@ def run_target(
     target = ablation.target if target is None else parse_target(target)
     if teacher_layer is None or target == "none": return target
     if isinstance(target, list):
-        raise ValueError("teacher_layer replaces a shorthand target; a list of terms names each term's layer")
+        raise ValueError("teacher_layer replaces a shorthand target; "
+                         "a list of terms names each term's layer")
     return teacher_layer
 
 
@@ -191,7 +205,8 @@ def study_roots(preset: Preset, settings: Settings, progress: bool = False) -> d
     if preset.embedded is not None:
         root = generate_embedded(settings.data_root, preset.embedded, preset.data_seed, progress)
         return {k: root/k for k in (*SOURCES, *SEG_SETS)}
-    return {"in1k" if k == "imagenet" else k: settings.path(k) for k in ("infpre", "imagenet", "coco", *SEG_SETS)}
+    return {"in1k" if k == "imagenet" else k: settings.path(k)
+            for k in ("infpre", "imagenet", "coco", *SEG_SETS)}
 
 def check_infmix_sources(sources) -> None:
     "Refuse `infmix_sources` that are not a non-empty list of names from `SOURCES`."
@@ -201,7 +216,8 @@ def check_infmix_sources(sources) -> None:
                         "e.g. -y 'infmix_sources: [infpre, coco]')")
     bad = sorted(set(sources) - set(SOURCES))
     if bad: raise ValueError(f"infmix_sources may name {', '.join(SOURCES)}, not {bad}")
-    if not sources: raise ValueError(f"infmix_sources is empty: name at least one of {', '.join(SOURCES)}")
+    if not sources:
+        raise ValueError(f"infmix_sources is empty: name at least one of {', '.join(SOURCES)}")
 
 def infmix_spec(
     roots: dict[str, Path],
@@ -209,11 +225,12 @@ def infmix_spec(
     sources: list[str] | None = None,     # keep only these of infpre, in1k and coco
     thermal_scaling: str = "percentile",  # 16-bit and float images to 8 bits (files notebook)
 ) -> InfMixSpec:
-    "The InfMix variant `variant`, optionally restricted to the `sources` listed (infpre, in1k, coco)."
+    "The InfMix variant `variant`, optionally restricted to `sources` (of infpre, in1k, coco)."
     base = InfMixSpec(infpre=roots["infpre"], in1k=roots["in1k"], coco=roots["coco"],
                       thermal_scaling=thermal_scaling)
     variants = infmix_variants(base)
-    if variant not in variants: raise KeyError(f"unknown InfMix variant {variant!r}; choose one of {', '.join(variants)}")
+    if variant not in variants:
+        raise KeyError(f"unknown InfMix variant {variant!r}; choose one of {', '.join(variants)}")
     spec = variants[variant]
     if sources is None: return spec
     check_infmix_sources(sources)
@@ -226,7 +243,7 @@ class Phase:
     infmix: str | None = None               # an InfMix variant, as an ablation's `infmix`
     sources: list | None = None             # keep only these of infpre, in1k and coco
     epochs: int | None = None               # distillation epochs; None: the preset's
-    target: str | int | list | None = None  # a shorthand or a list of terms (the distillation notebook)
+    target: str | int | list | None = None  # a shorthand or a list of terms (distillation notebook)
 
     def __post_init__(self):
         "Refuse a field no stage can use, naming it."
@@ -239,7 +256,7 @@ class Phase:
             raise ValueError("a phase distils: its target cannot be 'none'")
 
 def read_phases(phases: list | tuple | str | None) -> tuple[Phase, ...]:
-    "Pre-training phases from `Phase`s, mappings of their fields or a list's JSON text; None: none given."
+    "Pre-training phases from `Phase`s, mappings of their fields or a list's JSON text; None: none."
     if phases is None: return ()
     if isinstance(phases, str):
         try: phases = json.loads(phases)
@@ -257,7 +274,7 @@ def run_phases(
     infmix_sources: list[str] | None = None,
     phases: list | str | None = None,        # the run's own phases, in place of the row's
 ) -> tuple[Phase, ...]:
-    "A run's phases, every field filled: its own, else the row's, else one; none if it distils nothing."
+    "A run's phases, fields filled: its own, else the row's, else one; none if it distils nothing."
     given = read_phases(ablation.phases if phases is None else phases)
     if ablation.backbone == "teacher":
         if given: raise ValueError(f"ablation {ablation.name!r} fine-tunes the teacher itself: "
@@ -271,7 +288,8 @@ def run_phases(
             raise ValueError(f"phase {i} distils nothing: the run's target is 'none'; "
                              "give the phase a target")
         sources = infmix_sources if ph.sources is None else ph.sources
-        out.append(Phase(ph.infmix or ablation.infmix, sources, ph.epochs or preset.distill.epochs, t))
+        out.append(Phase(ph.infmix or ablation.infmix, sources,
+                         ph.epochs or preset.distill.epochs, t))
     return tuple(out)
 
 class PhaseRun(NamedTuple):
@@ -292,19 +310,21 @@ def check_run_parameters(
     infmix_sources: list[str] | None = None,
     s: float = HYBRID_TARGET,          # the NMI of the hybrid pattern
     target: str | int | list = "hybrid",  # the run's distillation target (`run_target`)
-    phases: tuple = (),                   # the run's filled phases (`run_phases`): their targets instead
+    phases: tuple = (),                   # filled phases (`run_phases`), whose targets replace it
 ) -> None:
-    "Refuse, before any stage runs, parameters that do not fit the preset, naming each and what is allowed."
-    if isinstance(s, bool) or not isinstance(s, (int, float)) or not (math.isfinite(s) and 0 < s < 1):
-        raise ValueError(f"s (the NMI of the hybrid pattern) must be a number strictly between 0 and 1, "
-                         f"got {s!r}")
+    "Before any stage runs, refuse parameters unfit for the preset, naming each and what's allowed."
+    if (isinstance(s, bool) or not isinstance(s, (int, float))
+            or not (math.isfinite(s) and 0 < s < 1)):
+        raise ValueError(f"s (the NMI of the hybrid pattern) must be a number strictly between "
+                         f"0 and 1, got {s!r}")
     with torch.device("meta"):  # the architectures alone, no weights
         teacher = create_vit(preset.teacher_arch, preset.img_size)
-    heads, depth, sdepth = teacher.blocks[0].attn.num_heads, len(teacher.blocks), student_depth(preset)
+    heads, depth, sdepth = (teacher.blocks[0].attn.num_heads, len(teacher.blocks),
+                            student_depth(preset))
     if teacher_layer is not None:
         if isinstance(teacher_layer, bool) or not isinstance(teacher_layer, int):
-            raise TypeError(f"teacher_layer must be a whole layer number or None, got {teacher_layer!r} "
-                            f"({type(teacher_layer).__name__})")
+            raise TypeError(f"teacher_layer must be a whole layer number or None, "
+                            f"got {teacher_layer!r} ({type(teacher_layer).__name__})")
         if not 1 <= teacher_layer <= depth:
             raise ValueError(f"teacher_layer {teacher_layer} is outside the teacher of preset "
                              f"{preset.name!r}: its layers are 1..{depth}")
@@ -315,8 +335,11 @@ def check_run_parameters(
                             columns=["layer", "head", "nmi"])  # "nmi" heads need only a count here
     terms = []
     for i, t in enumerate([ph.target for ph in phases] or [target], 1):
-        try: terms += resolve_terms(target_terms(t), depth, heads, sdepth, hybrid_layer=1, layer_nmi=some_nmi)
-        except (IndexError, ValueError) as e: raise type(e)(f"phase {i}: {e}" if phases else str(e)) from e
+        try:
+            terms += resolve_terms(target_terms(t), depth, heads, sdepth, hybrid_layer=1,
+                                   layer_nmi=some_nmi)
+        except (IndexError, ValueError) as e:
+            raise type(e)(f"phase {i}: {e}" if phases else str(e)) from e
     block_heads = student_block_heads(terms, heads, sdepth)
     with torch.device("meta"):
         try: unip_student(preset.student_arch, preset.img_size, block_heads.pop(sdepth),
@@ -329,7 +352,7 @@ def check_run_parameters(
 STUDENT_VERSION = 3  # bump when the distillation code changes the weights it produces
 
 def teacher_id(preset: Preset, settings: Settings) -> str:
-    "What identifies the teacher: its MAE cache key, or the checkpoint's path, size and modification time."
+    "What identifies the teacher: its MAE cache key, or the checkpoint's path, size and mtime."
     if preset.teacher_pretrain is not None: return f"mae-{teacher_key(preset)}"
     ck = settings.path("teacher_checkpoint")
     return f"ckpt-{stable_hash([str(ck.resolve()), ck.stat().st_size, ck.stat().st_mtime_ns])}"
@@ -346,17 +369,19 @@ def photo_layer_nmi(vit: VisionTransformer, photos_dir: Path, preset: Preset) ->
     batches = eval_crops(photos, preset.img_size).split(preset.nmi_batch)
     return layerwise_nmi(vit, batches, progress=False)
 
-def choose_hybrid_layer(preset: Preset, layer_nmi: pd.DataFrame, s: float = HYBRID_TARGET) -> tuple[int, int]:
-    "The layer `hybrid` and `feature` distil (the rule's or the preset's fixed one), and the NMI rule's pick."
+def choose_hybrid_layer(preset: Preset, layer_nmi: pd.DataFrame,
+                        s: float = HYBRID_TARGET) -> tuple[int, int]:
+    "The layer `hybrid` and `feature` distil (the rule's or the preset's fixed one); the NMI pick."
     picked = select_hybrid_layer(layer_nmi, s)
     return (picked if preset.hybrid_layer == "nmi" else preset.hybrid_layer), picked
 
 def student_info(phase: PhaseRun, preset: Preset, seed: int, tid: str) -> dict:
-    "What makes a distilled student (hashed: its cache key): teacher, phase terms, InfMix, recipe, seed."
+    "What makes a distilled student (hashed: its cache key): teacher, terms, InfMix, recipe, seed."
     return dict(teacher=tid, target=target_record(phase.terms, student_depth(preset)),
-                infmix={k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(phase.mix).items()},
-                recipe=asdict(phase.recipe), student=preset.student_arch, img_size=preset.img_size, seed=seed,
-                version=STUDENT_VERSION, **preset.changed("amp", "num_workers"))
+                infmix={k: (str(v) if isinstance(v, Path) else v)
+                        for k, v in asdict(phase.mix).items()},
+                recipe=asdict(phase.recipe), student=preset.student_arch, img_size=preset.img_size,
+                seed=seed, version=STUDENT_VERSION, **preset.changed("amp", "num_workers"))
 
 def distilled_student(
     teacher: VisionTransformer,
@@ -366,7 +391,7 @@ def distilled_student(
     cache_dir: Path,
     tid: str,                          # `teacher_id`
 ) -> tuple[VisionTransformer, list[dict]]:
-    "The UNIP student pre-trained by `phases`, each cached or distilled now (or resumed); what made each."
+    "The UNIP student pre-trained by `phases`, each cached, distilled or resumed; what made each."
     heads, depth = teacher.blocks[0].attn.num_heads, student_depth(preset)
     block_heads = student_block_heads([t for ph in phases for t in ph.terms], heads, depth)
     set_seed(seed, reproducible=True)
@@ -385,7 +410,8 @@ def distilled_student(
             made.append(dict(stage.read(), cached=True))
             continue
         with stage.computing() as checkpoint:
-            if i: set_seed(seed, reproducible=True)  # the same draws, the phase before run or cached
+            # the same draws, the phase before run or cached
+            if i: set_seed(seed, reproducible=True)
             ds = build_infmix(ph.mix, progress=False, cache_dir=cache_dir,
                               num_proc=preset.num_workers or None)
             student, fit = distill(student, teacher, ds, ph.recipe, ph.terms, preset.img_size, seed,
@@ -398,7 +424,7 @@ def distilled_student(
 
 # %% ../nbs/10_ablations.ipynb #8a3e5894
 def regroup_heads(vit: VisionTransformer) -> VisionTransformer:
-    "`vit` with every block split into its first block's head count, as the official fine-tuning backbone is built (weights unchanged)."
+    "`vit`, each block in its first block's head count (same weights), as the official FT backbone."
     heads = vit.blocks[0].attn.num_heads
     for blk in vit.blocks:
         attn = blk.attn
@@ -420,7 +446,8 @@ def backbone_copy(
     for i, blk in enumerate(new.blocks, start=1):
         if not isinstance(blk.ls1, nn.Identity):
             raise ValueError(f"block {i} of the backbone has a layer scale already")
-        blk.ls1, blk.ls2 = LayerScale(new.embed_dim, layer_scale), LayerScale(new.embed_dim, layer_scale)
+        blk.ls1, blk.ls2 = (LayerScale(new.embed_dim, layer_scale),
+                            LayerScale(new.embed_dim, layer_scale))
     return new
 
 SHOWN_IMAGES = 2  # test images per set (the first of its test split) whose predictions a run keeps
@@ -433,19 +460,21 @@ def segmentation_scores(
     work: Path,                        # where each finished (mode, set) stage is kept
     stage=_untimed,
 ) -> tuple[dict, dict, dict]:
-    "FT and LP mIoU on the three sets and on average; what was reused; class IoU, losses, predictions."
+    "FT and LP mIoU per set and on average; what was reused; class IoU, losses, predictions."
     r, scores, resumed = preset.seg, {"ft": {}, "lp": {}}, {}
     detail = {k: {"ft": {}, "lp": {}} for k in ("class_iou", "seg_losses", "predictions")}
     for name in SEG_SETS:
         spec = get_seg_spec(name)
         for mode in ("ft", "lp"):
             key = f"{mode}_{name}"
-            result = CachedStage(work/f"{key}.json", lock=work/"lock")  # one lock for a run's stages
+            # one lock for a run's stages
+            result = CachedStage(work/f"{key}.json", lock=work/"lock")
             shown = work/f"{key}_shown.pt"  # `predict_items` of the first test images
             if result.is_done():
                 kept = result.read()
                 scores[mode][name], resumed[key] = kept["miou"], "reused"
-                detail["class_iou"][mode][name] = kept.get("class_iou")  # None: kept before recorded
+                # None: kept before recorded
+                detail["class_iou"][mode][name] = kept.get("class_iou")
                 detail["seg_losses"][mode][name] = kept.get("epoch_losses")
                 kept_shown = str(shown) if shown.is_file() else None  # None: kept before they were
                 detail["predictions"][mode][name] = kept_shown
@@ -453,29 +482,34 @@ def segmentation_scores(
             with result.computing() as checkpoint:
                 with stage(key):
                     set_seed(seed, reproducible=True)
-                    dls = seg_dataloaders(roots[name], name, crop=r.crop, bs=rank_batch(r.batch_size),
-                                          seed=seed, num_workers=preset.num_workers,
+                    dls = seg_dataloaders(roots[name], name, crop=r.crop,
+                                          bs=rank_batch(r.batch_size), seed=seed,
+                                          num_workers=preset.num_workers,
                                           thermal_scaling=preset.thermal_scaling)
                     b = backbone_copy(backbone, r.crop, r.drop_path, r.layer_scale)
                     if mode == "ft": model = upernet(b, spec.n_classes, r.decoder_channels)
                     else:
                         layers = spread_layers(len(b.blocks))
                         model = LinearProbe(b, layers, spec.n_classes, norm=r.probe_norm)
-                    fit = train_segmenter(model, dls, r, name, mode,
-                                          checkpoint=checkpoint, amp=preset.amp, compile=preset.compile)
+                    fit = train_segmenter(model, dls, r, name, mode, checkpoint=checkpoint,
+                                          amp=preset.amp, compile=preset.compile)
                     evaluated = evaluate(model, dls.valid, spec.n_classes, r.crop, r.stride)
                     first = range(min(SHOWN_IMAGES, len(dls.valid.dataset)))
-                    items = predict_items(model, dls.valid.dataset, first, r.crop, r.stride, spec.n_classes)
+                    items = predict_items(model, dls.valid.dataset, first, r.crop, r.stride,
+                                          spec.n_classes)
                 detail["predictions"][mode][name] = str(shown)
                 scores[mode][name] = evaluated["miou"]
                 ious = zip(spec.classes, evaluated["iou"])
-                absent = lambda v: None if math.isnan(v) else v  # a class not in the test set has no IoU
+                # a class not in the test set has no IoU
+                absent = lambda v: None if math.isnan(v) else v
                 detail["class_iou"][mode][name] = {c: absent(v) for c, v in ious}
                 detail["seg_losses"][mode][name] = fit["epoch_losses"]
                 if fit["resumed_from"] is not None: resumed[key] = fit["resumed_from"]
                 kept = dict(miou=scores[mode][name], class_iou=detail["class_iou"][mode][name],
-                            **{f: fit[f] for f in ("epochs", "iterations", "resumed_from", "epoch_losses")})
-                result.finish(kept, {shown: items})  # before the record: a kept stage has its predictions
+                            **{f: fit[f] for f in ("epochs", "iterations", "resumed_from",
+                                                   "epoch_losses")})
+                # before the record: a kept stage has its predictions
+                result.finish(kept, {shown: items})
     for mode in scores: scores[mode]["avg"] = sum(scores[mode][n] for n in SEG_SETS) / len(SEG_SETS)
     return scores, resumed, detail
 
@@ -500,7 +534,7 @@ def attention_views(
     roots: dict[str, Path],
     preset: Preset,
 ) -> dict:
-    "`query_attention` of `models` at the centre of the first SODA test image, cut to the pre-training size."
+    "`query_attention` of `models` at the centre of SODA's first test image, at pre-training size."
     name = SEG_SETS[0]
     ds = SegDataset(roots[name], name, "test", thermal_scaling=preset.thermal_scaling, check=False)
     image = centre_square(ds[0][0], preset.img_size)
@@ -515,7 +549,7 @@ def infmix_composition(mix: InfMixSpec) -> dict:
     return {src: int(counts.get(src, 0)) for src in SOURCES} | {"gray": mix.gray}
 
 def pretraining_record(phases: list[PhaseRun], student_depth: int) -> dict:
-    "What a run's record keeps of its pre-training: target and InfMix composition (per phase, with several)."
+    "A run's record of its pre-training: target and InfMix composition (per phase, if several)."
     if not phases: return dict(target=None, infmix=None)
     records = [(r := target_record(ph.terms, student_depth)) and list(r) for ph in phases]
     if len(phases) == 1: return dict(target=records[0], infmix=infmix_composition(phases[0].mix))
@@ -530,13 +564,15 @@ def run_ablation(
     settings: Settings,
     stage=_untimed,                          # the stage timer of the run's record
 ) -> dict:
-    "Teacher -> NMI layer choice -> InfMix -> distillation -> fine-tuning and linear probing: the metrics of one run, resuming a killed one."
+    "Teacher -> NMI layer -> InfMix -> distillation -> FT and LP: one run's metrics, resumable."
     preset, s = run.preset, run.s
     target = run_target(run.ablation, run.target, run.teacher_layer)
     filled = run_phases(run.ablation, preset, target, run.infmix_sources, run.phases)
     check_run_parameters(preset, run.teacher_layer, run.infmix_sources, s, target, filled)
-    with stage("data"): roots = rank0_first(study_roots, preset, settings)
-    with stage("teacher"): teacher = teacher_for(preset, settings, progress=False).to(train_device())
+    with stage("data"):
+        roots = rank0_first(study_roots, preset, settings)
+    with stage("teacher"):
+        teacher = teacher_for(preset, settings, progress=False).to(train_device())
     with stage("teacher_nmi"):  # measured once: one layer for all ranks
         nmi = from_rank0(photo_layer_nmi, teacher, roots["in1k"], preset)
     means = layer_means(nmi)
@@ -546,15 +582,19 @@ def run_ablation(
     sdepth, heads = student_depth(preset), teacher.blocks[0].attn.num_heads
     depth = len(teacher.blocks)
     terms = lambda ph: resolve_terms(target_terms(ph.target), depth, heads, sdepth, hybrid, nmi, s)
-    phase_runs = [PhaseRun(terms(ph), infmix_spec(roots, ph.infmix, ph.sources, preset.thermal_scaling),
-                     replace(preset.distill, epochs=ph.epochs)) for ph in filled]
+    phase_runs = [PhaseRun(terms(ph),
+                           infmix_spec(roots, ph.infmix, ph.sources, preset.thermal_scaling),
+                           replace(preset.distill, epochs=ph.epochs))
+                  for ph in filled]
     tid = teacher_id(preset, settings)
     if run.ablation.backbone == "teacher": backbone, made = teacher, None
     else:
         # nothing after the deepest distilled layer is needed
-        cut = vit_through(teacher, max(teacher_layers(r.terms)[-1] for r in phase_runs)) if phase_runs else teacher
+        cut = (vit_through(teacher, max(teacher_layers(r.terms)[-1] for r in phase_runs))
+               if phase_runs else teacher)
         with stage("distill"):
-            backbone, made = distilled_student(cut, phase_runs, preset, run.seed, settings.cache_dir, tid)
+            backbone, made = distilled_student(cut, phase_runs, preset, run.seed,
+                                               settings.cache_dir, tid)
     work = run.work_dir(settings.cache_dir, tid)
     with stage("views"):  # what the run page shows of the backbone beside the teacher
         student = backbone is not teacher
@@ -562,12 +602,14 @@ def run_ablation(
         taught = [t for r in phase_runs for t in r.terms] if student else []
         pairs = compared_layers(teacher, backbone, taught, hybrid)
         views = work/"attention.pt"
-        if world()[0] == 0: atomic_torch_save(attention_views(pairs, roots, preset), views)  # rank 0 alone
+        if world()[0] == 0:  # rank 0 alone
+            atomic_torch_save(attention_views(pairs, roots, preset), views)
     scores, resumed, detail = segmentation_scores(backbone, roots, preset, run.seed, work, stage)
     for i, m in enumerate(made or [], 1):
         if m.get("resumed_from_epoch") is not None:
             resumed["distill" if i == 1 else f"distill_phase{i}"] = m["resumed_from_epoch"]
-    cached = made is None or (bool(made) and all(m["cached"] for m in made))  # None: the teacher row
+    # None: the teacher row
+    cached = made is None or (bool(made) and all(m["cached"] for m in made))
     layer_dict = lambda m: {int(k): float(v) for k, v in m.items()}
     return dict(scores, teacher_nmi=layer_dict(means), hybrid_layer=hybrid, nmi_layer=picked,
                 student_nmi=None if learnt is None else layer_dict(layer_means(learnt)),

@@ -9,41 +9,51 @@ __all__ = ['parse_set', 'main', 'cli']
 import argparse, json, os, signal, sys
 from importlib.metadata import version
 from pathlib import Path
-from .config import HYBRID_TARGET, PRESETS, SOURCES, STUDY_PID_ENV, hide_known_warnings, load_settings
+from .config import (HYBRID_TARGET, PRESETS, SOURCES, STUDY_PID_ENV, hide_known_warnings,
+                     load_settings)
 
 # %% ../nbs/14_cli.ipynb #13a217e0
 def _shared(p: argparse.ArgumentParser, plan: str) -> None:
-    "The options every command has: the preset, the settings file and a plan file (`plan` its help)."
+    "The options of every command: the preset, the settings file and a plan file (`plan` its help)."
     p.add_argument("--preset", choices=list(PRESETS), default=None,
                    help="the preset (default: settings.ini's)")
-    p.add_argument("--settings", default=None, help="settings.ini to use (default: the nearest one)")
+    p.add_argument("--settings", default=None,
+                   help="settings.ini to use (default: the nearest one)")
     p.add_argument("--plan", default=None, help=plan)
 
 def _parser() -> argparse.ArgumentParser:
     "The `unip-nb` command line."
-    ap = argparse.ArgumentParser(prog="unip-nb", description="Reproducible study of UNIP and its ablations.")
+    ap = argparse.ArgumentParser(prog="unip-nb",
+                                 description="Reproducible study of UNIP and its ablations.")
     ap.add_argument("--version", action="version", version=f"%(prog)s {version('unip-nb')}")
     sub = ap.add_subparsers(dest="command", required=True)
     st = sub.add_parser("study", help="run the ablation study of a preset and write its reports",
-                        description="Run every (ablation, seed) of a preset with papermill, then the summary "
-                        "report; a rerun reuses finished runs and cached stages.")
+                        description="Run every (ablation, seed) of a preset with papermill, "
+                        "then the summary report; a rerun reuses finished runs and cached stages.")
     _shared(st, "a YAML plan file whose rows run instead of the registry's")
-    st.add_argument("--ablations", nargs="+", default=None, help="ablations to run (default: all registered)")
-    st.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds to run (default: the preset's)")
+    st.add_argument("--ablations", nargs="+", default=None,
+                    help="ablations to run (default: all registered)")
+    st.add_argument("--seeds", type=int, nargs="+", default=None,
+                    help="seeds to run (default: the preset's)")
     st.add_argument("--jobs", type=int, default=1, help="runs executed at once (default 1)")
     st.add_argument("--force", action="store_true",
-                    help="rerun runs whose complete record could be reused (cached stages are still reused)")
+                    help="rerun runs whose complete record could be reused "
+                    "(cached stages are still reused)")
     st.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", dest="overrides",
-                    help="change a preset field in every run, e.g. distill.epochs=10 (JSON, else text)")
-    rn = sub.add_parser("run", help="one run without a notebook; DDP under `torchrun --nproc_per_node N`",
-                        description="One run of an ablation, as the run template does it, writing its record "
-                        "where the study finds it; it takes every parameter the template takes.")
+                    help="change a preset field in every run, e.g. distill.epochs=10 "
+                    "(JSON, else text)")
+    rn = sub.add_parser("run",
+                        help="one run without a notebook; DDP under `torchrun --nproc_per_node N`",
+                        description="One run of an ablation, as the run template does it, "
+                        "writing its record where the study finds it; "
+                        "it takes every parameter the template takes.")
     _shared(rn, "the YAML plan file the ablation is a row of")
     rn.add_argument("--ablation", required=True,
                     help="a registered ablation (`unip-nb ablations` lists them)")
     rn.add_argument("--seed", type=int, default=0, help="seed of the run (default 0)")
     rn.add_argument("--target", default=None,
-                    help="distil this target instead of the ablation's: hybrid, last, feature, none, "
+                    help="distil this target instead of the ablation's: "
+                    "hybrid, last, feature, none, "
                     "a layer number, or a JSON list of terms, "
                     """e.g. '[{"heads": "nmi"}, {"kind": "feature"}]'""")
     rn.add_argument("--phases", default=None,
@@ -63,7 +73,8 @@ def _parser() -> argparse.ArgumentParser:
                     "(default: reports/<preset>/<run>/)")
     rn.add_argument("--threads", type=int, default=None,
                     help="CPU threads of torch in this run (default: torch's)")
-    ab = sub.add_parser("ablations", help="list the rows of a study", description="List the rows of a study: "
+    ab = sub.add_parser("ablations", help="list the rows of a study",
+                        description="List the rows of a study: "
                         "name, group, description and what each changes.")
     _shared(ab, "list the rows of this YAML plan file instead")
     return ap
@@ -89,17 +100,20 @@ def _run(args: argparse.Namespace, settings, preset: str, overrides: dict) -> in
     if "RANK" in os.environ: init_distributed()
     if args.threads: torch.set_num_threads(args.threads)
     plan = args.plan and Path(args.plan).resolve()
-    try: run_one(args.ablation, preset, args.seed, settings, args.record, args.teacher_layer,
-                 args.infmix_sources, args.s, overrides, plan, args.target, args.phases, announce=True)
-    finally: close_distributed()
+    try:
+        run_one(args.ablation, preset, args.seed, settings, args.record, args.teacher_layer,
+                args.infmix_sources, args.s, overrides, plan, args.target, args.phases,
+                announce=True)
+    finally:
+        close_distributed()
     return 0
 
 def _study(args: argparse.Namespace, settings, preset: str, overrides: dict) -> int:
     "`unip-nb study`: every run and the summary, one line each; 1 when any did not complete."
     from unip_nb.study import run_html, run_study, study_dir
     if args.jobs < 1: raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
-    results = run_study(preset, args.ablations, args.seeds, settings, args.jobs, args.force, overrides,
-                        args.plan)
+    results = run_study(preset, args.ablations, args.seeds, settings, args.jobs, args.force,
+                        overrides, args.plan)
     out = study_dir(settings, preset, overrides, args.plan and Path(args.plan).resolve())
     for name, rec in results.items():
         where = out/"index.html" if name == "summary" else run_html(out/name)
@@ -120,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         command = _run if args.command == "run" else _study
         return command(args, settings, preset, parse_set(args.overrides))
-    except (KeyError, TypeError, ValueError, FileNotFoundError, RuntimeError) as e:  # refused, not runnable
+    except (KeyError, TypeError, ValueError, FileNotFoundError,
+            RuntimeError) as e:  # refused, not runnable
         print(f"unip-nb: error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
         return 2
     except OSError as e:  # a full disk, a file that cannot be written: which setting holds it
@@ -129,16 +144,18 @@ def main(argv: list[str] | None = None) -> int:
 
 # %% ../nbs/14_cli.ipynb #8542a313
 def _stop_on_sigterm(signum: int, frame) -> None:
-    "Stop the runs' kernels, then exit: what finished is kept, and the same command resumes the study."
+    "Stop the runs' kernels, then exit: what finished is kept; the same command resumes the study."
     import psutil
     kernels = psutil.Process().children(recursive=True)
     for k in kernels: k.terminate()
     for k in psutil.wait_procs(kernels, timeout=10)[1]: k.kill()
-    print("unip-nb: stopped by SIGTERM; run the same command again to resume", file=sys.stderr, flush=True)
+    print("unip-nb: stopped by SIGTERM; run the same command again to resume", file=sys.stderr,
+          flush=True)
     os._exit(128 + signum)
 
 def cli() -> int:
     "The `unip-nb` console script: `main`, stopping its kernels on SIGTERM."
-    os.environ[STUDY_PID_ENV] = str(os.getpid())  # the study process, for the runs' fault-injection points
+    # the study process, for the runs' fault-injection points
+    os.environ[STUDY_PID_ENV] = str(os.getpid())
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     return main()

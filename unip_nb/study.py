@@ -17,8 +17,9 @@ from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
 import torch, unip_nb
-from .ablations import (Ablation, ablation_registry, check_run_parameters, get_ablation, run_ablation,
-                               read_phases, read_plan, run_preset, study_roots, Run, RUNS_DIR)
+from .ablations import (Ablation, ablation_registry, check_run_parameters, get_ablation,
+                               run_ablation, read_phases, read_plan, run_preset, study_roots,
+                               Run, RUNS_DIR)
 from .config import (HYBRID_TARGET, PATH_KEYS, STUDY_FOLDERS, Preset, Settings, get_preset,
                             load_settings, override_preset, parse_overrides)
 from .distill import parse_target
@@ -29,12 +30,17 @@ from .teacher import teacher_for
 
 # %% ../nbs/11_study.ipynb #6bb53f20
 def git_commit(repo: Path | None = None) -> dict:
-    "The git commit of `repo` (default: this package's checkout) and whether its tracked files differ from it."
+    "The git commit of `repo` (default: this package's checkout); whether its tracked files differ."
     repo = Path(repo or Path(unip_nb.__file__).resolve().parent)
-    def git(*args): return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True).stdout.strip()
-    try: return dict(commit=git("rev-parse", "HEAD"), dirty=bool(git("status", "--porcelain", "--untracked-files=no")))
+    def git(*args):
+        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    try:
+        return dict(commit=git("rev-parse", "HEAD"),
+                    dirty=bool(git("status", "--porcelain", "--untracked-files=no")))
     except (subprocess.CalledProcessError, FileNotFoundError):
-        warnings.warn(f"{repo} is not a git checkout with a commit: the run record's commit is null")
+        warnings.warn(f"{repo} is not a git checkout with a commit: "
+                      "the run record's commit is null")
         return dict(commit=None, dirty=None)
 
 LIBRARIES = ("unip-nb", "torch", "torchvision", "timm", "fastai", "numpy", "pandas", "papermill")
@@ -49,18 +55,19 @@ def machine() -> dict:
     lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
     models = [l.split(":", 1)[1].strip() for l in lines if l.startswith("model name")]
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
-    return dict(cpu=models[0] if models else platform.processor() or platform.machine(), cores=os.cpu_count(),
-                os=platform.platform(), gpu=gpu)
+    return dict(cpu=models[0] if models else platform.processor() or platform.machine(),
+                cores=os.cpu_count(), os=platform.platform(), gpu=gpu)
 
 # %% ../nbs/11_study.ipynb #eeaa1803
 @dataclass
 class RunRecorder:
-    "Collects the provenance, stage wall times and metrics of one run; `save` writes them as JSON atomically."
+    "Provenance, stage times and metrics of one run; `save` writes them as JSON atomically."
     config: dict
     seed: int
     stages: dict = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
-    show: bool = False  # print each stage as it starts and ends (a running notebook shows where it is)
+    # print each stage as it starts and ends (a running notebook shows where it is)
+    show: bool = False
 
     @contextmanager
     def stage(self, name: str):
@@ -79,16 +86,19 @@ class RunRecorder:
                    versions=library_versions(), machine=machine(), device=device,
                    torch_threads=torch.get_num_threads(), world_size=world()[1],
                    finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                   wall_time_s=round(time.perf_counter() - self.started, 3), stage_times_s=self.stages, metrics=metrics)
+                   wall_time_s=round(time.perf_counter() - self.started, 3),
+                   stage_times_s=self.stages, metrics=metrics)
         atomic_write_text(path, json.dumps(rec, indent=2, default=str))
         return rec
 
 def read_record(path: Path) -> dict:
     "A run record, or an error naming the file when it is missing or incomplete."
     path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f"run record {path} does not exist: the run did not finish")
+    if not path.exists():
+        raise FileNotFoundError(f"run record {path} does not exist: the run did not finish")
     rec = json.loads(path.read_text())
-    if rec.get("status") != "complete": raise ValueError(f"run record {path} has status {rec.get('status')!r}, not 'complete'")
+    if rec.get("status") != "complete":
+        raise ValueError(f"run record {path} has status {rec.get('status')!r}, not 'complete'")
     return rec
 
 # %% ../nbs/11_study.ipynb #15520aae
@@ -102,7 +112,9 @@ def check_ready(preset: Preset, settings: Settings) -> None:
         except OSError as e: problems.append(str(e))
     if preset.needs_real_data and not torch.cuda.is_available():
         problems.append("no CUDA GPU is visible (torch.cuda.is_available() is False)")
-    if problems: raise RuntimeError(f"preset {preset.name!r} cannot run here:\n  - " + "\n  - ".join(problems))
+    if problems:
+        raise RuntimeError(f"preset {preset.name!r} cannot run here:\n  - "
+                           + "\n  - ".join(problems))
 
 # %% ../nbs/11_study.ipynb #b2b0a2d5
 KERNEL = "unip-nb"
@@ -111,13 +123,13 @@ def template_path(name: str) -> Path:
     "The run template `nbs/runs/<name>.ipynb` of the repository this package is installed from."
     p = RUNS_DIR/f"{name}.ipynb"
     if not p.exists(): raise FileNotFoundError(
-        f"run template {p} does not exist: the templates live in nbs/runs of the unip-nb repository; "
-        "install the package from a whole clone (pip install -e .)")
+        f"run template {p} does not exist: the templates live in nbs/runs of the unip-nb "
+        "repository; install the package from a whole clone (pip install -e .)")
     return p
 
 def study_dir(settings: Settings, preset: str, overrides: dict | None = None,
               plan: Path | None = None) -> Path:
-    "A study's folder: `<reports_dir>/<preset>`, then `-<plan file's stem>`, `-<hash of overrides>` if given."
+    "A study's folder: `<reports_dir>/<preset>`, `-<plan's stem>`, `-<overrides' hash>` if given."
     name = preset + (f"-{Path(plan).stem}" if plan else "")
     return settings.reports_dir/(name + (f"-{stable_hash(overrides)}" if overrides else ""))
 
@@ -128,7 +140,7 @@ def default_record_path(
     overrides: dict | None = None,
     plan: Path | None = None,
 ) -> Path:
-    "Where run `run` of `preset` (with `overrides`, from `plan`) keeps its record: in its study's folder."
+    "Where run `run` of `preset` (`overrides`, from `plan`) keeps its record: its study's folder."
     return study_dir(settings, preset, overrides, plan)/run/"record.json"
 
 def run_name(
@@ -140,14 +152,15 @@ def run_name(
     target: str | int | list | None = None,
     phases: list | None = None,
 ) -> str:
-    "A run's folder name: `<ablation>-s<seed>`, then a hash of the parameters that change it, if any."
-    given = dict(teacher_layer=teacher_layer, infmix_sources=infmix_sources, target=target, phases=phases)
+    "A run's folder name: `<ablation>-s<seed>`, then a hash of the parameters changing it, if any."
+    given = dict(teacher_layer=teacher_layer, infmix_sources=infmix_sources, target=target,
+                 phases=phases)
     given = {k: v for k, v in given.items() if v is not None}
     given |= {} if s == HYBRID_TARGET else dict(s=s)
     return f"{ablation}-s{seed}" + (f"-{stable_hash(given)}" if given else "")
 
 def check_record_path(settings: Settings, record_path: Path | str) -> Path:
-    "`record_path` made absolute, or an error when it lies outside the reports folder (read by the summary)."
+    "`record_path` made absolute, or an error if outside the reports folder (read by the summary)."
     path, reports = Path(record_path).resolve(), settings.reports_dir.resolve()
     if not path.is_relative_to(reports): raise ValueError(
         f"record_path {path} is outside the reports folder {reports} (reports_dir, set by "
@@ -155,14 +168,15 @@ def check_record_path(settings: Settings, record_path: Path | str) -> Path:
     return path
 
 def render_html(ipynb: Path, html: Path) -> Path:
-    "Render an executed notebook to a standalone HTML report `html`: outputs, prose and figures, no code."
+    "Render an executed notebook as standalone HTML `html`: outputs, prose and figures, no code."
     from nbconvert import HTMLExporter
-    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
+    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True,
+                            exclude_output_prompt=True)
     body, _ = exporter.from_filename(str(ipynb))
     return atomic_write_text(html, body)
 
 def ipc_kernel_manager() -> type:
-    "A Jupyter kernel manager talking over IPC sockets in the temporary folder (no TCP port, no warning)."
+    "A Jupyter kernel manager using IPC sockets in the temporary folder (no TCP port, no warning)."
     from jupyter_client.manager import AsyncKernelManager
     class IPCKernelManager(AsyncKernelManager):
         def __init__(self, **kwargs):
@@ -172,7 +186,7 @@ def ipc_kernel_manager() -> type:
     return IPCKernelManager
 
 def execute_notebook(template: Path, out: Path, parameters: dict, html: Path) -> str | None:
-    "Execute `template` with papermill into `out` and render it to `html`; the error, or None when it ran through."
+    "Execute `template` into `out` with papermill, render `html`; the error, or None if none."
     import papermill as pm
     out.parent.mkdir(parents=True, exist_ok=True)
     try: pm.execute_notebook(str(template), str(out), parameters=parameters, kernel_name=KERNEL,
@@ -180,17 +194,19 @@ def execute_notebook(template: Path, out: Path, parameters: dict, html: Path) ->
                              kernel_manager_class=ipc_kernel_manager())
     except Exception as e:
         if out.exists(): render_html(out, html)
-        return f"{e.ename}: {e.evalue}" if isinstance(e, pm.PapermillExecutionError) else f"{type(e).__name__}: {e}"
+        return (f"{e.ename}: {e.evalue}" if isinstance(e, pm.PapermillExecutionError)
+                else f"{type(e).__name__}: {e}")
     render_html(out, html)
 
 def run_html(out_dir: Path) -> Path:
-    "Where the HTML of the run in `out_dir` goes: `reports/<preset>/<ablation>-s<seed>.html`, beside its folder."
+    "Where the HTML of the run in `out_dir` goes: `<out_dir>.html`, beside its folder."
     return out_dir.parent/f"{out_dir.name}.html"
 
 def execute_run(template: Path, out_dir: Path, parameters: dict) -> dict:
-    "Execute a run template into `out_dir` (`run.ipynb`, `record.json`) and `run_html(out_dir)`; its record, or a failure marked in `record.json`."
+    "Execute a run template into `out_dir` and `run_html(out_dir)`: its record, or the failure."
     record = out_dir/"record.json"
-    error = execute_notebook(template, out_dir/"run.ipynb", dict(parameters, record_path=str(record)), run_html(out_dir))
+    error = execute_notebook(template, out_dir/"run.ipynb",
+                             dict(parameters, record_path=str(record)), run_html(out_dir))
     if error is None: return read_record(record)
     failure = dict(status="failed", error=error, notebook=str(out_dir/"run.ipynb"))
     atomic_write_text(record, json.dumps(failure, indent=2))
@@ -198,17 +214,19 @@ def execute_run(template: Path, out_dir: Path, parameters: dict) -> dict:
 
 # %% ../nbs/11_study.ipynb #9e733413
 def study_registry(preset: Preset, settings: Settings) -> dict[str, Ablation]:
-    "The ablations of `preset`: one `infmix_without_<sub-dataset>` per InfPre sub-dataset (no data built)."
-    subsets = INFPRE_SENSORS if preset.embedded is not None else infpre_subsets(settings.path("infpre"))
+    "The ablations of `preset`: `infmix_without_<s>` per InfPre sub-dataset `s` (no data built)."
+    subsets = (INFPRE_SENSORS if preset.embedded is not None
+               else infpre_subsets(settings.path("infpre")))
     return ablation_registry(subsets)
 
-def study_rows(preset: Preset, settings: Settings, plan: Path | str | None = None) -> dict[str, Ablation]:
-    "The rows a study of `preset` runs: the registry's, or plan file `plan`'s (with the registry's `unip`)."
+def study_rows(preset: Preset, settings: Settings,
+               plan: Path | str | None = None) -> dict[str, Ablation]:
+    "The rows a study of `preset` runs: the registry's, or plan `plan`'s (with registry's `unip`)."
     registry = study_registry(preset, settings)
     return read_plan(plan, registry["unip"]) if plan else registry
 
 def prepare_shared_stages(preset: Preset, settings: Settings) -> None:
-    "Generate the embedded data and pre-train (or load) the teacher once, before the runs that share them."
+    "Generate the embedded data and pre-train (or load) the teacher once, before the runs use them."
     shown = sys.stdout.isatty()  # a log file gets no progress bars redrawn into it
     study_roots(preset, settings, progress=shown)
     teacher_for(preset, settings, progress=shown)
@@ -230,16 +248,18 @@ def run_study(
     overrides: dict | None = None,       # preset fields changed for every run (`override_preset`)
     plan: Path | str | None = None,      # a plan file whose rows are run instead of the registry's
 ) -> dict:
-    "Run every (ablation, seed) of `preset` and the summary; return `{run name: record or failure}`."
+    "Run every (ablation, seed) of `preset` and the summary; `{run name: record or failure}`."
     settings, overrides = settings or load_settings(), parse_overrides(overrides)
     plan = plan and Path(plan).resolve()
     p = override_preset(get_preset(preset), overrides)
     check_ready(p, settings)
-    templates = {name: template_path(name) for name in ("ablation", "summary")}  # before any stage runs
+    # before any stage runs
+    templates = {name: template_path(name) for name in ("ablation", "summary")}
     rows = study_rows(p, settings, plan)  # a bad plan file: said before any stage
     out = study_dir(settings, preset, overrides, plan)
     with held_lock(out/".study.lock"):
-        return _run_study(p, settings, templates, out, rows, ablations, seeds, jobs, force, overrides, plan)
+        return _run_study(p, settings, templates, out, rows, ablations, seeds, jobs, force,
+                          overrides, plan)
 
 def _run_study(
     p: Preset,
@@ -254,7 +274,7 @@ def _run_study(
     overrides: dict,
     plan: Path | None,
 ) -> dict:
-    "`run_study` once its lock on the study's folder is held; `p` is the preset with `overrides` applied."
+    "`run_study` once it holds the study folder's lock; `p` is the preset with `overrides` applied."
     chosen = [get_ablation(rows, a) for a in (ablations or rows)]
     prepare_shared_stages(p, settings)
     seeds = seeds if seeds is not None else p.seeds
@@ -264,26 +284,32 @@ def _run_study(
                for n, (a, seed) in runs.items()}
     found = {n: None if force else reusable_record(out/n/"record.json", configs[n]) for n in runs}
     results = {n: rec for n, rec in found.items() if rec is not None}
-    for n in results:  # a run whose HTML rendering was interrupted (runs made by `unip-nb run` have no notebook)
-        if not run_html(out/n).exists() and (out/n/"run.ipynb").exists(): render_html(out/n/"run.ipynb", run_html(out/n))
+    # a run whose HTML rendering was interrupted (runs made by `unip-nb run` have no notebook)
+    for n in results:
+        if not run_html(out/n).exists() and (out/n/"run.ipynb").exists():
+            render_html(out/n/"run.ipynb", run_html(out/n))
     todo = [n for n in runs if n not in results]
     threads = max(1, (os.cpu_count() or 1) // jobs)
     params = lambda n: dict(ablation=runs[n][0].name, preset=p.name, seed=runs[n][1],
-                            settings_file=str(settings.file), torch_threads=threads, overrides=overrides,
-                            plan=plan and str(plan))
+                            settings_file=str(settings.file), torch_threads=threads,
+                            overrides=overrides, plan=plan and str(plan))
     print(f"{len(todo)} runs to do, {len(results)} reused; {jobs} at a time", flush=True)
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {pool.submit(execute_run, templates["ablation"], out/n, params(n)): n for n in todo}
+        futures = {pool.submit(execute_run, templates["ablation"], out/n, params(n)): n
+                   for n in todo}
         for k, f in enumerate(as_completed(futures), start=1):
             results[futures[f]] = rec = f.result()
             left = (time.perf_counter() - started) / k * (len(futures) - k)  # at the pace so far
-            print(f"[{k}/{len(futures)}] {futures[f]}: {rec['status']} ({rec.get('wall_time_s', '-')} s); "
-                  f"about {left / 60:.1f} min left", flush=True)
+            print(f"[{k}/{len(futures)}] {futures[f]}: {rec['status']} "
+                  f"({rec.get('wall_time_s', '-')} s); about {left / 60:.1f} min left", flush=True)
     summary = execute_notebook(templates["summary"], out/"index.ipynb",
-                               dict(preset=p.name, settings_file=str(settings.file), runs_dir=str(out)),
+                               dict(preset=p.name, settings_file=str(settings.file),
+                                    runs_dir=str(out)),
                                out/"index.html")
-    results["summary"] = dict(status="complete") if summary is None else dict(status="failed", error=summary, notebook=str(out/"index.ipynb"))
+    results["summary"] = (dict(status="complete") if summary is None
+                          else dict(status="failed", error=summary,
+                                    notebook=str(out/"index.ipynb")))
     return {n: results[n] for n in [*runs, "summary"]}
 
 def run_one(
@@ -295,13 +321,13 @@ def run_one(
     teacher_layer: int | None = None,
     infmix_sources: list[str] | None = None,
     s: float = HYBRID_TARGET,
-    overrides: dict | str | None = None,    # preset fields changed (`override_preset`), after the row's own
-    plan: Path | str | None = None,         # the plan file the ablation is a row of; None: the registry
-    target: str | int | list | None = None, # in place of the ablation's target: a shorthand or terms
-    phases: list | str | None = None,       # in place of the ablation's pre-training phases (`Phase`)
-    announce: bool = False,                 # rank 0 says where the record went, as `unip-nb run` does
+    overrides: dict | str | None = None,    # preset changes after the row's own (`override_preset`)
+    plan: Path | str | None = None,         # the plan file holding the ablation; None: the registry
+    target: str | int | list | None = None, # replaces the ablation's target: a shorthand or terms
+    phases: list | str | None = None,       # replaces the ablation's pre-training phases (`Phase`)
+    announce: bool = False,                 # rank 0 says where the record went (`unip-nb run`)
 ) -> dict:
-    "One run, as the ablation template and `torchrun` run it: every rank computes, rank 0 writes its record."
+    "One run, as the ablation template and `torchrun` do it: every rank computes, rank 0 records."
     overrides, target = parse_overrides(overrides), None if target is None else parse_target(target)
     phases = None if phases is None else [asdict(ph) for ph in read_phases(phases)]
     p = override_preset(get_preset(preset), overrides)
@@ -310,10 +336,11 @@ def run_one(
     record_path = check_record_path(settings, record_path)
     check_ready(p, settings)
     # the ablation's own target is checked in `run_ablation`, once the row is known
-    check_run_parameters(p, teacher_layer, infmix_sources, s, "hybrid" if target is None else target)
+    check_run_parameters(p, teacher_layer, infmix_sources, s,
+                         "hybrid" if target is None else target)
     abl = get_ablation(study_rows(p, settings, plan), ablation)
-    run = Run(abl, run_preset(abl, get_preset(preset), overrides), seed, teacher_layer, infmix_sources, s,
-              overrides, target, phases)
+    run = Run(abl, run_preset(abl, get_preset(preset), overrides), seed, teacher_layer,
+              infmix_sources, s, overrides, target, phases)
     recorder = RunRecorder(config=run.config, seed=seed, show=world()[0] == 0)
     metrics = run_ablation(run, settings, recorder.stage)
     record = recorder.save(record_path, metrics)
@@ -324,11 +351,12 @@ def run_one(
 
 # %% ../nbs/11_study.ipynb #b321ffb9
 def list_ablations(preset: str, settings: Settings, plan: Path | str | None = None) -> str:
-    "The rows of a study of `preset` (or `plan`), one line each: name, group, description, what it changes."
+    "The rows of a study of `preset` (or `plan`), a line each: name, group, description, changes."
     rows = study_rows(get_preset(preset), settings, plan).values()
     width = max(len(a.name) for a in rows)
     def changes(a):
-        fields = [("target", a.target), ("infmix", a.infmix), ("backbone", a.backbone), *a.overrides.items()]
+        fields = [("target", a.target), ("infmix", a.infmix), ("backbone", a.backbone),
+                  *a.overrides.items()]
         fields += [("phases", json.dumps(a.phases))] if a.phases else []
         return ", ".join(f"{k}={v}" for k, v in fields)
     return "\n".join(f"{a.name:{width}}  [{a.group}] {a.description} ({changes(a)})" for a in rows)
