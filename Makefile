@@ -22,7 +22,7 @@ test: setup
 	CUDA_VISIBLE_DEVICES= $(BIN)/python -m pytest -q -rs
 
 test-gpu: setup
-	$(BIN)/nbdev-test --n-workers 1 --do-print --flags gpu nbs/06_training.ipynb
+	$(BIN)/nbdev-test --n-workers 1 --do-print --flags gpu nbs/05_training.ipynb
 	$(BIN)/python benchmarks/distill_step.py --device cuda --preset paper --batch 32 --amp bf16 --learner
 
 study: setup
