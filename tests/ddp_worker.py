@@ -11,8 +11,8 @@ from fastai.torch_core import set_seed
 from unip_nb.attention import create_vit
 from unip_nb.config import PretrainRecipe
 from unip_nb.distill import DistilledStudent, distill_learner, resolve_terms, target_terms, unip_student
-from unip_nb.distributed import close_distributed, eval_sharded, from_rank0, init_distributed, sharded
-from unip_nb.files import world
+from unip_nb.distributed import (close_distributed, eval_sharded, from_rank0, init_distributed, sharded,
+                                 world)
 from unip_nb.segment import evaluate
 from unip_nb.training import fit_resumable, split_batch
 

@@ -23,18 +23,18 @@ from torch import nn
 from typing import NamedTuple
 from .config import (SEG_SETS, SOURCES, Preset, PretrainRecipe, Settings, from_fields,
                             override_preset, parse_overrides)
-from .attention import create_vit, vit_through
+from .attention import centre_square, create_vit, query_attention, vit_through
 from .distill import (distill, parse_target, resolve_terms, set_drop_path,
                              student_block_heads, target_record, target_terms, teacher_layers,
                              unip_student)
-from .distributed import from_rank0, rank0_first, rank_batch, train_device
-from .files import CachedStage, atomic_torch_save, stable_hash, world
+from .distributed import from_rank0, rank0_first, rank_batch, train_device, world
+from .files import CachedStage, atomic_torch_save, stable_hash
 from .infmix import InfMixSpec, build_infmix, infmix_variants
 from .nmi import (HYBRID_TARGET, eval_crops, folder_photos, layer_means, layerwise_nmi,
                          select_hybrid_layer)
 from .segdata import SegDataset, get_seg_spec, seg_dataloaders
-from .segment import (LinearProbe, centre_square, evaluate, predict_items, query_attention,
-                             spread_layers, train_segmenter, upernet)
+from .segment import (LinearProbe, evaluate, predict_items, spread_layers, train_segmenter,
+                             upernet)
 from .synthetic import generate_embedded
 from .teacher import teacher_for, teacher_key
 

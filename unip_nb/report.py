@@ -20,7 +20,8 @@ from scipy import stats
 from .nmi import HYBRID_TARGET, plot_layer_nmi
 from .config import SEG_SETS
 from .segdata import get_seg_spec
-from .segment import plot_attention_maps, plot_mask_rows
+from .attention import plot_attention_maps
+from .segment import plot_mask_rows
 
 # %% ../nbs/13_report.ipynb #8c622968
 SEG_COLUMNS = (*SEG_SETS, "avg")

@@ -6,8 +6,7 @@
 __all__ = ['vit_features', 'spread_layers', 'LLFPN', 'conv_module', 'resize', 'UperHead', 'FCNHead', 'SegModel', 'upernet',
            'seg_loss', 'LinearProbe', 'confusion_matrix', 'iou_per_class', 'mean_iou', 'slide_windows',
            'slide_inference', 'evaluate', 'SkipValidation', 'finetune_learner', 'probe_learner', 'train_segmenter',
-           'predict_items', 'plot_mask_rows', 'plot_predictions', 'query_attention', 'centre_square',
-           'plot_attention_maps', 'plot_query_attention']
+           'predict_items', 'plot_mask_rows', 'plot_predictions']
 
 # %% ../nbs/11_segment.ipynb #8d765cee
 from collections.abc import Sequence
@@ -22,7 +21,7 @@ from fastai.learner import Learner
 from timm.layers import to_2tuple
 from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor, nn
-from .attention import attention_maps, check_layers
+from .attention import check_layers
 from .config import SegRecipe
 from .distributed import eval_sharded, sum_over_ranks
 from .segdata import IGNORE_INDEX, SegDataset
@@ -417,65 +416,3 @@ def plot_predictions(
     masks = lambda it: {"ground truth": it["mask"], "prediction": it["pred"]}
     rows = [(f"{ds.spec.name} test image {it['index']}", it["image"], masks(it)) for it in items]
     return plot_mask_rows(rows, num_classes)
-
-# %% ../nbs/11_segment.ipynb #a7228922
-def query_attention(
-    models: dict[str, tuple[VisionTransformer, int]],  # name: (ViT, 1-based layer)
-    image: Tensor,                                      # [3, H, W], as the ViTs take it
-    query: tuple[int, int],                             # (y, x) in pixels
-) -> dict[str, Tensor]:
-    "Per name: the head-averaged attention `[h, w]` of the patch at pixel `query` over the patches."
-    (qy, qx), (H, W) = query, image.shape[-2:]
-    if not (0 <= qy < H and 0 <= qx < W):
-        raise ValueError(f"query {query} is outside the {H}x{W} image")
-    maps = {}
-    for name, (vit, layer) in models.items():
-        device, (ph, pw) = next(vit.parameters()).device, vit.patch_embed.patch_size
-        gh, gw = vit.patch_embed.dynamic_feat_size((H, W))
-        with torch.no_grad(): attn = attention_maps(vit, image[None].to(device), [layer])[layer]
-        n = vit.num_prefix_tokens
-        maps[name] = attn[0, :, n + (qy // ph) * gw + qx // pw, n:].mean(0).reshape(gh, gw).cpu()
-    return maps
-
-# %% ../nbs/11_segment.ipynb #4eff5a99
-def centre_square(image: Tensor, size: int) -> Tensor:
-    "The central square of `image` `[C, H, W]`, resized (bilinear) to `size` x `size`."
-    H, W = image.shape[-2:]
-    side = min(H, W)
-    top, left = (H - side) // 2, (W - side) // 2
-    return resize(image[None, :, top:top + side, left:left + side], (size, size))[0]
-
-# %% ../nbs/11_segment.ipynb #ae754df4
-def plot_attention_maps(
-    image: np.ndarray,                # [H, W] grey
-    query: tuple[int, int],           # (y, x) in pixels
-    maps: dict[str, np.ndarray],      # name: [h, w] attention over the patch grid
-) -> plt.Figure:
-    "The image with the query marked, then each named attention map over the image."
-    image = np.asarray(image)
-    (qy, qx), (H, W) = query, image.shape
-    fig, axs = plt.subplots(1, len(maps) + 1, figsize=(2.6 * (len(maps) + 1), 2.8), squeeze=False)
-    axs = axs[0]
-    axs[0].imshow(image, cmap="gray")
-    axs[0].set_title("query", fontsize=9)
-    for ax, (name, heat) in zip(axs[1:], maps.items()):
-        ax.imshow(image, cmap="gray")
-        ax.imshow(np.asarray(heat), cmap="magma", alpha=0.7, interpolation="nearest",
-                  extent=(-0.5, W - 0.5, H - 0.5, -0.5))  # the patch grid stretched over the pixels
-        ax.set_title(name, fontsize=9)
-    for ax in axs:
-        ax.plot(qx, qy, marker="x", color="cyan", markersize=8, mew=2)
-        ax.set_axis_off()
-    fig.tight_layout()
-    return fig
-
-# %% ../nbs/11_segment.ipynb #4521cc7e
-def plot_query_attention(
-    models: dict[str, tuple[VisionTransformer, int]],  # name: (ViT, 1-based layer)
-    image: Tensor,                                      # [3, H, W], as the ViTs take it
-    query: tuple[int, int],                             # (y, x) in pixels
-) -> plt.Figure:
-    "Where the patch at pixel `query` looks, averaged over heads, for each named (ViT, layer)."
-    named = {f"{name}, layer {layer}": (vit, layer) for name, (vit, layer) in models.items()}
-    return plot_attention_maps(image.mean(0).cpu().numpy(), query,
-                               query_attention(named, image, query))

@@ -23,7 +23,8 @@ from .ablations import (Ablation, ablation_registry, check_run_parameters, get_a
 from .config import (HYBRID_TARGET, PATH_KEYS, STUDY_FOLDERS, Preset, Settings, get_preset,
                             load_settings, override_preset, parse_overrides)
 from .distill import parse_target
-from .files import atomic_write_text, held_lock, stable_hash, world
+from .distributed import world
+from .files import atomic_write_text, held_lock, stable_hash
 from .infmix import infpre_subsets
 from .synthetic import INFPRE_SENSORS
 from .teacher import teacher_for

@@ -21,8 +21,8 @@ from fastai.optimizer import OptimWrapper
 from torch import nn
 from .config import PretrainRecipe
 from fastai.callback.fp16 import MixedPrecision
-from .distributed import Compiled, DDPTrainer, is_distributed, plain_model, rank_batch
-from .files import atomic_torch_save, failpoint, world
+from .distributed import Compiled, DDPTrainer, is_distributed, plain_model, rank_batch, world
+from .files import atomic_torch_save, failpoint
 
 # %% ../nbs/05_training.ipynb #f875c961
 EMBEDDING_NAMES = ("pos_embed", "cls_token", "reg_token", "mask_token")  # layer 0 under layer decay
