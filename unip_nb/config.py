@@ -15,14 +15,30 @@ from pathlib import Path
 
 # %% ../nbs/00_config.ipynb #d46161e3
 SETTINGS_ENV = "UNIP_NB_SETTINGS"
+
+# %% ../nbs/00_config.ipynb #5cba4ffc
 # the pid of the `unip-nb` process running a study (files notebook)
 STUDY_PID_ENV = "UNIP_NB_STUDY_PID"
+
+# %% ../nbs/00_config.ipynb #e0c4424a
 STUDY_KEYS = ("data_root", "cache_dir", "reports_dir", "preset")
+
+# %% ../nbs/00_config.ipynb #b5e70e09
 STUDY_FOLDERS = ("data_root", "cache_dir", "reports_dir")  # the folders the study writes
+
+# %% ../nbs/00_config.ipynb #a81696a1
 SOURCES = ("infpre", "in1k", "coco")      # the pre-training sources of InfMix
+
+# %% ../nbs/00_config.ipynb #03d09da5
 SEG_SETS = ("soda", "mfnet", "scutseg")  # the labelled infrared sets, in the order of every table
+
+# %% ../nbs/00_config.ipynb #57747249
 PATH_KEYS = ("infpre", "imagenet", "coco", *SEG_SETS, "teacher_checkpoint")
+
+# %% ../nbs/00_config.ipynb #3d952210
 PATH_KINDS = {k: "file" if k == "teacher_checkpoint" else "folder" for k in PATH_KEYS}
+
+# %% ../nbs/00_config.ipynb #62baa72e
 ERRNO_ADVICE = {errno.ENOSPC: "free space on its disk or point it to another disk",
                 errno.EACCES: "make it writable or point it to another folder",
                 errno.EPERM: "make it writable or point it to another folder",
@@ -154,6 +170,7 @@ class EmbeddedSizes:
     seg_train: int = 32          # training images per labelled set
     seg_test: int = 16           # test images per labelled set
 
+# %% ../nbs/00_config.ipynb #3eeb082c
 @dataclass(frozen=True)
 class PretrainRecipe:
     "Optimisation of pre-training (MAE teacher, UNIP distillation): the official recipe, scaled."
@@ -165,6 +182,7 @@ class PretrainRecipe:
     betas: tuple = (0.9, 0.95)
     accum: int = 1              # gradient accumulation steps
 
+# %% ../nbs/00_config.ipynb #ec1d36c3
 @dataclass(frozen=True)
 class SegRecipe:
     "Fine-tuning (UperNet on LL-FPN, layer-wise lr decay) and linear probing on the labelled sets."
@@ -199,6 +217,7 @@ def check_thermal_scaling(scaling: str, owner: str = "") -> None:
         raise ValueError(f"{owner}thermal_scaling must be one of {', '.join(THERMAL_SCALINGS)}, "
                          f"got {scaling!r}")
 
+# %% ../nbs/00_config.ipynb #ccee08cf
 @dataclass(frozen=True)
 class Preset:
     "Sizes of one scale of the study."
@@ -244,6 +263,7 @@ class Preset:
         return {n: getattr(self, n) for n in names
                 if getattr(self, n) != self.__dataclass_fields__[n].default}
 
+# %% ../nbs/00_config.ipynb #2012246d
 PRESETS = {p.name: p for p in [
     Preset("smoke", img_size=64, nmi_images=8, nmi_batch=8,
            teacher_arch=dict(patch_size=8, embed_dim=96, depth=6, num_heads=6),
@@ -302,11 +322,13 @@ def parse_overrides(overrides: dict | str | None) -> dict:
                         f"got {overrides!r}")
     return overrides
 
+# %% ../nbs/00_config.ipynb #5e42786e
 def _kind_names(kind) -> str:
     "A field type in words: `int or str`."
     kinds = typing.get_args(kind) if isinstance(kind, types.UnionType) else (kind,)
     return " or ".join("None" if k is type(None) else k.__name__ for k in kinds)
 
+# %% ../nbs/00_config.ipynb #1432a2aa
 def _typed(value, kind, key: str):
     "`value` as a `kind` field holds it (lists as tuples, ints as floats), else a `TypeError`."
     for k in typing.get_args(kind) if isinstance(kind, types.UnionType) else (kind,):
@@ -321,6 +343,7 @@ def _typed(value, kind, key: str):
     raise TypeError(f"preset field {key!r} takes {_kind_names(kind)}, "
                     f"got {value!r} ({type(value).__name__}){hint}")
 
+# %% ../nbs/00_config.ipynb #da2ac1c8
 def _with_field(obj, path: list[str], value, key: str):
     "Dataclass `obj` with the field at `path` (names, outermost first) set to `value`."
     fields = {f.name: f for f in dataclasses.fields(obj)}
@@ -335,6 +358,7 @@ def _with_field(obj, path: list[str], value, key: str):
         raise ValueError(f"preset field {key!r}: {name} is {inner!r}, which has no fields to set")
     return dataclasses.replace(obj, **{name: _with_field(inner, path[1:], value, key)})
 
+# %% ../nbs/00_config.ipynb #05a8bcba
 def override_preset(preset: Preset, overrides: dict | str | None) -> Preset:
     "`preset` with the fields of dotted keys (`{\"distill.epochs\": 10}`) set, each type-checked."
     for key, value in parse_overrides(overrides).items():

@@ -45,25 +45,30 @@ def init_distributed() -> torch.device:
         dist.init_process_group("nccl" if gpus else "gloo", timeout=COLLECTIVE_TIMEOUT)
     return train_device()
 
+# %% ../nbs/01_distributed.ipynb #0c3b01ef
 def train_device() -> torch.device:
     "Where this process trains: its GPU (under torchrun the one `init_distributed` set), else CPU."
     if torch.cuda.is_available():
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
 
+# %% ../nbs/01_distributed.ipynb #477fd6fa
 def pin_batches() -> bool:
     "Whether loaders should put batches in pinned memory: they go to a GPU."
     return train_device().type == "cuda"
 
+# %% ../nbs/01_distributed.ipynb #8c22759f
 def close_distributed() -> None:
     "Leave the process group, if any, before exit (a gloo or NCCL thread outliving it crashes)."
     if dist.is_initialized(): dist.destroy_process_group()
 
+# %% ../nbs/01_distributed.ipynb #3ed27c58
 def world() -> tuple[int, int]:
     "(rank, world size) of this process in torch.distributed's process group; (0, 1) outside one."
     if dist.is_available() and dist.is_initialized(): return dist.get_rank(), dist.get_world_size()
     return 0, 1
 
+# %% ../nbs/01_distributed.ipynb #188fe3c8
 def is_distributed() -> bool:
     "Whether this process is one rank of several."
     return world()[1] > 1
@@ -84,16 +89,19 @@ class ShardedDL(DataLoader):
         return [idxs[i]
                 for i in DistributedSampler(idxs, self.world_size, self.rank, shuffle=False)]
 
+# %% ../nbs/01_distributed.ipynb #448886fe
 def shard_loader(dl: DataLoader, rank: int, world_size: int) -> ShardedDL:
     "`dl` as rank `rank`'s `ShardedDL`, ordered by `dl`'s own (equally seeded) generator."
     sharded = dl.new(cls=ShardedDL, rank=rank, world_size=world_size)
     sharded.rng = dl.rng
     return sharded
 
+# %% ../nbs/01_distributed.ipynb #ac929335
 def sharded(dl: DataLoader) -> DataLoader:
     "This rank's `ShardedDL` of training loader `dl` under torchrun; `dl` itself in one process."
     return shard_loader(dl, *world()) if is_distributed() else dl
 
+# %% ../nbs/01_distributed.ipynb #9fdf4023
 def training_dataloaders(
     dataset,
     bs: int,
@@ -110,14 +118,17 @@ def training_dataloaders(
     valid = DataLoader([], bs=bs) if valid is None else valid
     return DataLoaders(sharded(train), valid, path=path, device=train_device())
 
+# %% ../nbs/01_distributed.ipynb #f0a02823
 def shard_eval_loader(dl: DataLoader, rank: int, world_size: int) -> DataLoader:
     "Rank `rank`'s items of eval loader `dl`: every `world_size`-th from item `rank`, none lost."
     return dl.new(Subset(dl.dataset, range(rank, len(dl.dataset), world_size)))
 
+# %% ../nbs/01_distributed.ipynb #6af889a8
 def eval_sharded(dl: DataLoader) -> DataLoader:
     "This rank's share of evaluation loader `dl` under torchrun (see `sum_over_ranks`), else `dl`."
     return shard_eval_loader(dl, *world()) if is_distributed() else dl
 
+# %% ../nbs/01_distributed.ipynb #cbfabcb3
 def rank_batch(total: int) -> int:
     "Each rank's part of a batch of `total` images; an error when the ranks cannot share it evenly."
     size = world()[1]
@@ -125,10 +136,12 @@ def rank_batch(total: int) -> int:
         raise ValueError(f"a batch of {total} cannot be shared evenly by {size} processes")
     return total // size
 
+# %% ../nbs/01_distributed.ipynb #850c5233
 def barrier() -> None:
     "Wait until every rank is here (nothing in a single process)."
     if is_distributed(): dist.barrier()
 
+# %% ../nbs/01_distributed.ipynb #c0f950bc
 def rank0_first(fn: Callable, *args, **kwargs):
     "`fn(*args, **kwargs)` on rank 0, then the rest (they find its cache); no collectives in `fn`."
     if not is_distributed(): return fn(*args, **kwargs)
@@ -145,6 +158,7 @@ def plain_model(model: torch.nn.Module) -> torch.nn.Module:
         model = model._orig_mod if hasattr(model, "_orig_mod") else model.module
     return model
 
+# %% ../nbs/01_distributed.ipynb #c7f61562
 def seed_rank(rank: int) -> None:
     "Move this rank's torch, numpy and Python random streams off rank 0's (official `seed + rank`)."
     seed = torch.initial_seed() + rank
@@ -152,12 +166,14 @@ def seed_rank(rank: int) -> None:
     np.random.seed(seed % 2**32)
     random.seed(seed)
 
+# %% ../nbs/01_distributed.ipynb #5bfea634
 def from_rank0(fn: Callable, *args, **kwargs):
     "`fn(*args, **kwargs)` on rank 0 alone, handed to every rank (a plain call outside torchrun)."
     box = [fn(*args, **kwargs) if world()[0] == 0 else None]
     if is_distributed(): dist.broadcast_object_list(box, src=0)
     return box[0]
 
+# %% ../nbs/01_distributed.ipynb #936774ce
 def sum_over_ranks(t: Tensor) -> Tensor:
     "`t` summed over all ranks (added on this rank's device for NCCL) on `t`'s device; else `t`."
     if not is_distributed(): return t
@@ -165,6 +181,7 @@ def sum_over_ranks(t: Tensor) -> Tensor:
     dist.all_reduce(total)
     return total.to(t.device)
 
+# %% ../nbs/01_distributed.ipynb #1ab93c3e
 class DDPTrainer(Callback):
     "Train with DDP (SyncBatchNorm on GPUs) on the sharded loader; each rank records the mean loss."
     # after TrainEvalCallback has put the model on its device, before the checkpoint loads into it
@@ -194,6 +211,7 @@ class DDPTrainer(Callback):
 
     def after_fit(self): self.learn.model = self.plain
 
+# %% ../nbs/01_distributed.ipynb #d64931c4
 class Compiled(Callback):
     "Run the Learner's model through `torch.compile` during the fit (after DDP wraps it)."
     order = 6
