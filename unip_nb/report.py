@@ -25,7 +25,11 @@ from .segment import plot_mask_rows
 
 # %% ../nbs/13_report.ipynb #8c622968
 SEG_COLUMNS = (*SEG_SETS, "avg")
+
+# %% ../nbs/13_report.ipynb #157bf922
 MODES = {"ft": "FT", "lp": "LP"}
+
+# %% ../nbs/13_report.ipynb #a68243aa
 # row order of tables and figures
 GROUP_ORDER = ("UNIP", "A: remove NMI-HAD", "B: replace InfMix", "reference")
 
@@ -62,6 +66,7 @@ class Records:
         raise KeyError(f"no complete run of {ablation!r}; "
                        f"complete runs: {', '.join(self.runs) or 'none'}")
 
+# %% ../nbs/13_report.ipynb #3dab0863
 def load_records(runs_dir: Path) -> Records:
     "Every `<run>/record.json` under `runs_dir`, split into complete and failed (or unfinished)."
     runs_dir = Path(runs_dir)
@@ -83,14 +88,17 @@ def ci95(values) -> float:
     if len(v) < 2: return float("nan")
     return float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
 
+# %% ../nbs/13_report.ipynb #177592f1
 def _mean_ci(df: pd.DataFrame, value: str, by: list[str]) -> pd.DataFrame:
     "Mean, 95% half-width and count of `value` per group `by`."
     return df.groupby(by, sort=False)[value].agg(mean="mean", ci=ci95, n="count").reset_index()
 
+# %% ../nbs/13_report.ipynb #25b53d6a
 def _fmt(mean: float, ci: float) -> str:
     "`mean ± ci` in mIoU points (x100)."
     return f"{100 * mean:.1f}" + ("" if np.isnan(ci) else f" ± {100 * ci:.1f}")
 
+# %% ../nbs/13_report.ipynb #1a0e2932
 def summary_table(scores: pd.DataFrame) -> pd.DataFrame:
     "Rows: ablations (run order); columns: (FT|LP, dataset); cells: mean ± 95% half-width (points)."
     agg = _mean_ci(scores, "miou", ["ablation", "mode", "dataset"])
@@ -198,15 +206,18 @@ def _interval_bars(table: pd.DataFrame, datasets: tuple, xlabel: str):
     fig.tight_layout()
     return fig
 
+# %% ../nbs/13_report.ipynb #3daa9eea
 def plot_deltas(deltas: pd.DataFrame, datasets: tuple = SEG_COLUMNS):
     "Paired mIoU differences against UNIP (points) with their 95% intervals, per dataset and mode."
     return _interval_bars(deltas, datasets, "Δ mIoU vs unip (points)")
 
+# %% ../nbs/13_report.ipynb #7a68442d
 def plot_miou(scores: pd.DataFrame, datasets: tuple = SEG_COLUMNS):
     "Every ablation's mIoU (points), mean over seeds with its 95% interval, per dataset and mode."
     means = _mean_ci(scores, "miou", ["ablation", "mode", "dataset"])
     return _interval_bars(means, datasets, "mIoU (points)")
 
+# %% ../nbs/13_report.ipynb #d0280bbd
 def plot_run_metrics(metrics: dict, title: str = ""):
     "Bars of one run's fine-tuning and linear-probing mIoU per dataset."
     rows = [(MODES[m], d, 100 * metrics[m][d]) for m in MODES for d in SEG_COLUMNS]
@@ -237,6 +248,7 @@ def _kept(paths: list, what: str) -> list[Path] | None:
         print(f"the {what} of this run are gone ({gone[0]} was removed with the cache)")
     else: return [Path(p) for p in paths]
 
+# %% ../nbs/13_report.ipynb #db11d193
 def plot_run_predictions(metrics: dict, dataset: str):
     "The first test images of `dataset`: ground truth, fine-tuned and probed predictions of a run."
     kept = metrics.get("predictions") or {"ft": {}, "lp": {}}
@@ -268,6 +280,7 @@ def distill_curves(records: Records) -> pd.DataFrame:
             for e, l in enumerate(r["metrics"].get("distill_losses", []), start=1)]
     return pd.DataFrame(rows, columns=["run", "ablation", "seed", "epoch", "loss"])
 
+# %% ../nbs/13_report.ipynb #08ce9053
 def plot_distill_losses(records: Records, ax=None):
     "Distillation loss per epoch of each ablation that distilled: mean over seeds and its 95% band."
     curves = distill_curves(records)
@@ -301,6 +314,7 @@ def class_iou(records: Records) -> pd.DataFrame:
             for d, classes in sets.items() for c, v in (classes or {}).items()]
     return pd.DataFrame(rows, columns=["run", "ablation", "seed", "mode", "dataset", "cls", "iou"])
 
+# %% ../nbs/13_report.ipynb #1f73c2b1
 def class_iou_table(records: Records, dataset: str, mode: str = "FT") -> pd.DataFrame:
     "Rows: ablations (run order); columns: `dataset`'s classes; cells: mean IoU over seeds, points."
     df = class_iou(records)
@@ -311,6 +325,7 @@ def class_iou_table(records: Records, dataset: str, mode: str = "FT") -> pd.Data
     order = [a for a in dict.fromkeys(records.scores["ablation"]) if a in table.index]
     return (100 * table.reindex(index=order, columns=list(dict.fromkeys(df["cls"])))).round(1)
 
+# %% ../nbs/13_report.ipynb #b5f10c27
 def plot_class_iou(records: Records, mode: str = "FT"):
     "Heat map of ablation x class for the three sets (mean IoU over seeds, points) under `mode`."
     sets = [d for d in SEG_COLUMNS if d != "avg" and d in set(class_iou(records)["dataset"])]
@@ -324,6 +339,7 @@ def plot_class_iou(records: Records, mode: str = "FT"):
     fig.tight_layout()
     return fig
 
+# %% ../nbs/13_report.ipynb #a4494294
 def plot_seg_losses(records: Records):
     "Segmenters' training loss per epoch, by mode (rows) and set (cols), each ablation's seed mean."
     rows = [dict(ablation=r["config"]["ablation"]["name"], seed=r["seed"], mode=MODES[m],
@@ -348,6 +364,7 @@ def composition_table(records: Records) -> pd.DataFrame:
     order = [a for a in dict.fromkeys(records.scores["ablation"]) if a in rows]
     return pd.DataFrame.from_dict(rows, orient="index").reindex(order)
 
+# %% ../nbs/13_report.ipynb #b672a484
 def run_links(records: Records, runs_dir: Path) -> str:
     "An HTML table linking each run's report (relative to the summary), its status and wall time."
     rows = [(n, "complete", f"{r['wall_time_s']:.0f} s") for n, r in records.runs.items()]
