@@ -21,9 +21,12 @@ from .distributed import world
 
 # %% ../nbs/02_files.ipynb #feedfeec
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")  # compared case-insensitively
+
+# %% ../nbs/02_files.ipynb #78b58218
 # one band of 16-bit, 32-bit or float values
 DEEP_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 
+# %% ../nbs/02_files.ipynb #a41c4b35
 def is_image_file(path: Path) -> bool:
     "Whether `path` is a file with an image suffix."
     return Path(path).suffix.lower() in IMAGE_SUFFIXES and Path(path).is_file()
@@ -109,10 +112,12 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
         raise
     return path
 
+# %% ../nbs/02_files.ipynb #6dc5bf8d
 def atomic_write_text(path: Path, text: str) -> Path:
     "Write `text` to `path` atomically."
     return atomic_write(path, lambda tmp: tmp.write_text(text))
 
+# %% ../nbs/02_files.ipynb #c6d6cfe8
 def atomic_torch_save(obj, path: Path) -> Path:
     "`torch.save` `obj` to `path` atomically."
     return atomic_write(path, lambda tmp: torch.save(obj, tmp))
@@ -128,11 +133,13 @@ def _open_lock(path: Path) -> tuple[int, bool]:
     try: return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644), True
     except FileExistsError: return os.open(path, os.O_RDWR), False
 
+# %% ../nbs/02_files.ipynb #54e4745e
 def _is_current(fd: int, path: Path) -> bool:
     "Whether `fd` is still the file at `path` (a releasing holder unlinks it)."
     try: return os.stat(path).st_ino == os.fstat(fd).st_ino
     except FileNotFoundError: return False
 
+# %% ../nbs/02_files.ipynb #53feb8da
 @contextmanager
 def held_lock(path: Path):
     "Hold lock file `path` (rank 0): a live holder's is an error, a dead one's is taken over."

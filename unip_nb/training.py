@@ -36,6 +36,7 @@ def layer_id(name: str, num_layers: int) -> int:
         if i + 1 < len(parts) and parts[i + 1].isdigit(): return int(parts[i + 1]) + 1
     return num_layers + 1
 
+# %% ../nbs/05_training.ipynb #27a6554d
 def param_groups(
     model: nn.Module,
     weight_decay: float,
@@ -64,19 +65,23 @@ def adamw(betas: tuple = (0.9, 0.999)):
     "fastai `opt_func`: torch's AdamW over explicit parameter groups (keeping their weight decay)."
     return partial(OptimWrapper, opt=partial(torch.optim.AdamW, betas=betas))
 
+# %% ../nbs/05_training.ipynb #5d4e2ac0
 def group_lrs(groups: list[dict], lr: float) -> np.ndarray:
     "Per-group learning rates: `lr` times each group's lr scale."
     return lr * np.array([g.get("lr_scale", 1.0) for g in groups])
 
+# %% ../nbs/05_training.ipynb #a1db9180
 def official_lr(blr: float, batch_size: int) -> float:
     "The official linear scaling rule: lr = blr x effective batch / 256."
     return blr * batch_size / 256
 
+# %% ../nbs/05_training.ipynb #107fe2ce
 def warmup_cosine(lrs: np.ndarray, warmup_pct: float) -> ParamScheduler:
     "Linear warm-up over `warmup_pct` of training, then cosine decay to 0 (MAE/UNIP pre-training)."
     phases = [SchedLin(0 * lrs, lrs), SchedCos(lrs, 0 * lrs)]
     return ParamScheduler({"lr": combine_scheds([warmup_pct, 1 - warmup_pct], phases)})
 
+# %% ../nbs/05_training.ipynb #924e9450
 def warmup_poly(lrs: np.ndarray, warmup_pct: float, power: float = 1.0) -> ParamScheduler:
     "Linear warm-up, then polynomial decay to 0 with `power` (mmseg's poly policy; UNIP fine-tune)."
     phases = [SchedLin(0 * lrs, lrs), SchedPoly(lrs, 0 * lrs, power)]
@@ -97,6 +102,7 @@ def split_batch(recipe: PretrainRecipe) -> int:
         raise ValueError(f"batch_size {recipe.batch_size} is not divisible by accum {recipe.accum}")
     return rank_batch(recipe.batch_size // recipe.accum)
 
+# %% ../nbs/05_training.ipynb #a341f03a
 def accumulation(recipe: PretrainRecipe) -> list[Callback]:
     "fastai's `GradientAccumulation` over each rank's part of the effective batch, if accumulating."
     return [GradientAccumulation(rank_batch(recipe.batch_size))] if recipe.accum > 1 else []
@@ -129,6 +135,7 @@ def read_resume_file(path: Path) -> dict:
                          "it is damaged or not this project's; "
                          "delete it to restart this stage from its first epoch") from e
 
+# %% ../nbs/05_training.ipynb #d51b3a5f
 class EpochCheckpoint(Callback):
     "Save the training state to `path` each epoch (atomically); resume from it when a fit starts."
     order = 60  # after the Recorder, whose losses it saves
@@ -206,6 +213,7 @@ class EpochCheckpoint(Callback):
         atomic_torch_save(self._state(), self.path)
         failpoint(f"{self.label}:epoch{self.epoch + 1}")
 
+# %% ../nbs/05_training.ipynb #3d5dbac1
 AMP_MODES = ("bf16", "fp16")
 
 def fit_resumable(
