@@ -130,7 +130,7 @@ def _whole(v) -> bool: return isinstance(v, int) and not isinstance(v, bool) and
 class Term:
     "A distillation term: student block `student_layer` learns a teacher layer's logits or tokens."
     kind: str = "attention"           # "attention" (HAD on q·k logits) or "feature" (smooth-L1)
-    layer: int | str | None = None    # layer (from 1), "hybrid", "last"; None: "hybrid" or `heads`
+    layer: int | str | None = None    # teacher layer (from 1), "hybrid", "last"; None: per `heads`
     student_layer: int | None = None  # the student block that learns it (1-based); None: the last
     heads: tuple | str | None = None  # None: every head of `layer`; [[layer, head], ...]; or "nmi"
     weight: float = 1.0               # the term's weight in the summed loss
@@ -237,12 +237,12 @@ def resolve_terms(
 
 # %% ../nbs/10_distill.ipynb #12cffbeb
 def distilled_heads(term: Term, teacher_heads: int) -> int:
-    "Teacher heads a resolved attention term distils: its chosen pairs, or every head of its layer."
+    "How many teacher heads a resolved attention term distils: its pairs, or all of its layer's."
     return teacher_heads if term.heads is None else len(term.heads)
 
 def student_block_heads(terms: tuple[Term, ...], teacher_heads: int,
                         student_depth: int) -> dict[int, int]:
-    "Heads per student block: the teacher's in the last, elsewhere what attention terms distil."
+    "Heads per student block: the teacher's in the last; in one learning attention, its terms'."
     heads = {student_depth: teacher_heads}
     learnt = {}
     for t in terms:

@@ -110,7 +110,7 @@ def training_dataloaders(
     path='.',
     **kwargs,                         # to the training `DataLoader`
 ) -> DataLoaders:
-    "`DataLoaders` on `train_device()`: shuffled full batches of this rank's `dataset`; `valid`."
+    "`DataLoaders` on `train_device()`: this rank's shuffled full batches of `dataset`; `valid`."
     train = DataLoader(dataset, bs=bs, shuffle=True, drop_last=True, pin_memory=pin_batches(),
                        **kwargs)
     # fastai draws each epoch's order from this generator

@@ -142,7 +142,7 @@ def _is_current(fd: int, path: Path) -> bool:
 # %% ../nbs/02_files.ipynb #53feb8da
 @contextmanager
 def held_lock(path: Path):
-    "Hold lock file `path` (rank 0): a live holder's is an error, a dead one's is taken over."
+    "Hold lock file `path` (rank 0): a live holder's is an error, a dead one's is taken, warned."
     path = Path(path)
     if world()[0] != 0:  # rank 0 holds the locks of a distributed run
         yield path

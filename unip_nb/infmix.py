@@ -174,7 +174,7 @@ def _to_tensors(batch: dict, tf, gray: bool, scaling: str) -> dict:
             "source": batch["source"]}
 
 def infmix_torch(ds: datasets.Dataset, size: int) -> datasets.Dataset:
-    "`ds` loaded on access (grey per spec) as `{'image': Tensor[3, size, size], 'source': str}`."
+    "`ds` decoded, augmented on access (grey per spec): items `{'image': Tensor, 'source': str}`."
     spec = infmix_meta(ds)["spec"]
     load = partial(_to_tensors, tf=infmix_transform(size), gray=spec["gray"],
                    scaling=spec["thermal_scaling"])
@@ -182,7 +182,7 @@ def infmix_torch(ds: datasets.Dataset, size: int) -> datasets.Dataset:
 
 # %% ../nbs/08_infmix.ipynb #054e4a84
 def infmix_variants(base: InfMixSpec) -> dict[str, InfMixSpec]:
-    "The seed's ablation B as specs: full, no_gray, no_<source>, without_<InfPre subset> for each."
+    "The seed's ablation B as specs: full, no_gray, no_<source present>, without_<InfPre subset>."
     v = {"full": base, "no_gray": replace(base, gray=False)}
     v |= {f"no_{s}": replace(base, **{s: None}) for s in SOURCES if getattr(base, s)}
     subs = base.infpre_subsets or (infpre_subsets(base.infpre) if base.infpre else [])

@@ -168,7 +168,7 @@ def folder_photos(root: Path, n: int, seed: int = 0) -> list[Image.Image]:
     return [read_image(p, "RGB") for p in drawn[:n]]
 
 def photo_crops(photos: list[Image.Image], n: int, size: int, seed: int = 0) -> Tensor:
-    "`n` seeded random crops (scale 0.2-1) of `photos`, ImageNet-normalised: `[n, 3, size, size]`."
+    "`n` seeded random-resized crops (scale 0.2-1) of `photos`, normalised: `[n, 3, size, size]`."
     if not photos: raise ValueError("photo_crops needs at least one photo")
     tf = transforms.Compose([transforms.RandomResizedCrop(size, scale=(0.2, 1.0)),
                              transforms.ToTensor(),

@@ -204,7 +204,7 @@ def run_html(out_dir: Path) -> Path:
     return out_dir.parent/f"{out_dir.name}.html"
 
 def execute_run(template: Path, out_dir: Path, parameters: dict) -> dict:
-    "Execute a run template into `out_dir` and `run_html(out_dir)`: its record, or the failure."
+    "Run a template into `out_dir`, render `run_html(out_dir)`: its record or written failure."
     record = out_dir/"record.json"
     error = execute_notebook(template, out_dir/"run.ipynb",
                              dict(parameters, record_path=str(record)), run_html(out_dir))

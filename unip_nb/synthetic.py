@@ -332,7 +332,7 @@ def _pool_dir(pool: str) -> str:
 # %% ../nbs/07_synthetic.ipynb #d7e8b78e
 def generate_embedded(data_root: Path, sizes: EmbeddedSizes, seed: int = 0,
                       progress: bool = True) -> Path:
-    "Write each embedded pool under `data_root/embedded/<key>/`, reusing complete pools; return it."
+    "Write every embedded pool to `data_root/embedded/<key>/` (complete ones reused): that folder."
     root, jobs = Path(data_root)/"embedded"/sizes_key(sizes, seed), _jobs(sizes)
     todo = [pool for pool in sorted({_pool_dir(j[0]) for j in jobs})
             if not (root/pool/".complete").exists()]
