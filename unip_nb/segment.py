@@ -33,7 +33,12 @@ def vit_features(backbone: VisionTransformer, x: Tensor, layers: Sequence[int]) 
     "Patch-token maps `[B, C, h, w]` after each 1-based block in `layers`, in order; no final norm."
     wanted = check_layers(backbone, layers)
     indices = [l - 1 for l in wanted]  # timm counts blocks from 0
-    maps = backbone.forward_intermediates(x, indices, stop_early=True, intermediates_only=True)
+    tokens = backbone.forward_intermediates(x, indices, stop_early=True, intermediates_only=True,
+                                            output_fmt="NLC")  # patch tokens [B, h*w, C]
+    gh, gw = backbone.patch_embed.dynamic_feat_size(x.shape[-2:])
+    # a channel-major view of the tokens, not a copy: the pyramid's convolutions then run on the
+    # channels-last layout (timm's NCHW output is a contiguous copy, whose convolutions round otherwise)
+    maps = [t.transpose(1, 2).reshape(x.shape[0], -1, gh, gw) for t in tokens]
     return [dict(zip(wanted, maps))[l] for l in layers]
 
 # %% ../nbs/11_segment.ipynb #abcc8576
