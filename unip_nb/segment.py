@@ -36,8 +36,8 @@ def vit_features(backbone: VisionTransformer, x: Tensor, layers: Sequence[int]) 
     tokens = backbone.forward_intermediates(x, indices, stop_early=True, intermediates_only=True,
                                             output_fmt="NLC")  # patch tokens [B, h*w, C]
     gh, gw = backbone.patch_embed.dynamic_feat_size(x.shape[-2:])
-    # a channel-major view of the tokens, not a copy: the pyramid's convolutions then run on the
-    # channels-last layout (timm's NCHW output is a contiguous copy, whose convolutions round otherwise)
+    # a channel-major view of the tokens, not a copy: the pyramid's convolutions then run on a
+    # channels-last layout (timm's NCHW output is a contiguous copy, on which they round otherwise)
     maps = [t.transpose(1, 2).reshape(x.shape[0], -1, gh, gw) for t in tokens]
     return [dict(zip(wanted, maps))[l] for l in layers]
 
