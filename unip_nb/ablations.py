@@ -21,8 +21,8 @@ from timm.layers import LayerScale
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 from typing import NamedTuple
-from .config import (SEG_SETS, SOURCES, Preset, PretrainRecipe, Settings, from_fields,
-                            override_preset, parse_overrides)
+from .config import (PATH_KEYS, PATH_KINDS, SEG_SETS, SOURCES, Preset, PretrainRecipe, Settings,
+                            from_fields, override_preset, parse_overrides)
 from .attention import centre_square, create_vit, query_attention, vit_through
 from .distill import (distill, parse_target, resolve_terms, set_drop_path,
                              student_block_heads, target_record, target_terms, teacher_layers,
@@ -205,8 +205,8 @@ def study_roots(preset: Preset, settings: Settings, progress: bool = False) -> d
     if preset.embedded is not None:
         root = generate_embedded(settings.data_root, preset.embedded, preset.data_seed, progress)
         return {k: root/k for k in (*SOURCES, *SEG_SETS)}
-    return {"in1k" if k == "imagenet" else k: settings.path(k)
-            for k in ("infpre", "imagenet", "coco", *SEG_SETS)}
+    folders = [k for k in PATH_KEYS if PATH_KINDS[k] == "folder"]  # the sources, then the sets
+    return {"in1k" if k == "imagenet" else k: settings.path(k) for k in folders}
 
 def check_infmix_sources(sources) -> None:
     "Refuse `infmix_sources` that are not a non-empty list of names from `SOURCES`."

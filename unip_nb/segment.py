@@ -39,7 +39,8 @@ def vit_features(backbone: VisionTransformer, x: Tensor, layers: Sequence[int]) 
     # a channel-major view of the tokens, not a copy: the pyramid's convolutions then run on a
     # channels-last layout (timm's NCHW output is a contiguous copy, on which they round otherwise)
     maps = [t.transpose(1, 2).reshape(x.shape[0], -1, gh, gw) for t in tokens]
-    return [dict(zip(wanted, maps))[l] for l in layers]
+    by_layer = dict(zip(wanted, maps))
+    return [by_layer[l] for l in layers]
 
 # %% ../nbs/11_segment.ipynb #abcc8576
 def spread_layers(depth: int) -> tuple[int, int, int, int]:

@@ -11,7 +11,7 @@ __all__ = ['CHECKPOINT_FORMATS', 'STRIP_PREFIXES', 'TEACHER_VERSION', 'MASK_RATI
            'teacher_record', 'teacher_for']
 
 # %% ../nbs/09_teacher.ipynb #bda4dfc4
-import argparse, json, math, pickle, time, warnings
+import argparse, math, pickle, time, warnings
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -428,9 +428,10 @@ def pretrain_teacher(preset: Preset, data_root: Path, cache_dir: Path,
 
 def teacher_record(path: Path) -> dict:
     "The record written next to a cached teacher."
-    rec = Path(path).with_suffix(".json")
-    if not rec.is_file(): raise FileNotFoundError(f"no record {rec} next to the teacher {path}")
-    return json.loads(rec.read_text())
+    stage = CachedStage(Path(path))
+    if not stage.record.is_file():
+        raise FileNotFoundError(f"no record {stage.record} next to the teacher {path}")
+    return stage.read()
 
 # %% ../nbs/09_teacher.ipynb #7bc6740f
 def teacher_for(preset: Preset, settings: Settings, progress: bool = True) -> VisionTransformer:
