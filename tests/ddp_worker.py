@@ -13,7 +13,7 @@ from unip_nb.config import PretrainRecipe
 from unip_nb.distill import DistilledStudent, distill_learner, resolve_terms, target_terms, unip_student
 from unip_nb.distributed import (close_distributed, eval_sharded, from_rank0, init_distributed, sharded,
                                  world)
-from unip_nb.segment import evaluate
+from unip_nb.segeval import evaluate
 from unip_nb.training import fit_resumable, split_batch
 
 out = Path(sys.argv[1])

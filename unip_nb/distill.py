@@ -27,7 +27,7 @@ from .config import PretrainRecipe, from_fields
 from .distributed import training_dataloaders
 from .infmix import infmix_torch
 from .nmi import HYBRID_TARGET, select_hybrid_heads
-from .teacher import fix_sincos_pos_embed, mae_init_vit
+from .mae import fix_sincos_pos_embed, mae_init_vit
 from .training import (NaNGuard, accumulation, adamw, fit_resumable, group_lrs, official_lr,
                               param_groups, split_batch, warmup_cosine)
 
