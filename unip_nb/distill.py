@@ -48,11 +48,13 @@ class _GeluLinear(torch.autograd.Function):
         grad_h = torch.ops.aten.gelu_backward((grad @ weight.to(grad.dtype)).to(h.dtype), h)
         return grad_h, grad_w, grad_b
 
+# %% ../nbs/10_distill.ipynb #152194c7
 class LowMemoryMlp(Mlp):
     "timm's `Mlp` (exact GELU, no dropout, no norm) whose backward recomputes the GELU."
     def forward(self, x: Tensor) -> Tensor:
         return _GeluLinear.apply(self.fc1(x), self.fc2.weight, self.fc2.bias)
 
+# %% ../nbs/10_distill.ipynb #3ef7270f
 def low_memory_mlps(vit: VisionTransformer) -> VisionTransformer:
     "`vit` with every block's MLP a `LowMemoryMlp`, in place (weights and state-dict keys kept)."
     for i, blk in enumerate(vit.blocks, start=1):
@@ -116,6 +118,7 @@ def had_loss(student_logits: Tensor, teacher_logits: Tensor, loss_type: str = "K
     else: raise ValueError(f"loss_type must be 'KL' or 'CE', got {loss_type!r}")
     return per_query.mean()
 
+# %% ../nbs/10_distill.ipynb #866f3f59
 def feature_loss(student_features: Tensor, teacher_features: Tensor) -> Tensor:
     "Smooth-L1 between the projected student features and the layer-normalised teacher tokens."
     return F.smooth_l1_loss(student_features.float(),
@@ -124,8 +127,10 @@ def feature_loss(student_features: Tensor, teacher_features: Tensor) -> Tensor:
 # %% ../nbs/10_distill.ipynb #4a2d1ffc
 TERM_KINDS = ("attention", "feature")
 
+# %% ../nbs/10_distill.ipynb #a82814ac
 def _whole(v) -> bool: return isinstance(v, int) and not isinstance(v, bool) and v >= 1
 
+# %% ../nbs/10_distill.ipynb #8b05c7a3
 @dataclass(frozen=True)
 class Term:
     "A distillation term: student block `student_layer` learns a teacher layer's logits or tokens."
@@ -168,6 +173,7 @@ class Term:
 # %% ../nbs/10_distill.ipynb #d9d61209
 TARGETS = ("hybrid", "last", "feature", "none")  # the shorthands, one term each (`none`: no term)
 
+# %% ../nbs/10_distill.ipynb #f14b98b1
 def parse_target(target: str | int | list) -> str | int | list:
     "A target from a command line: a layer number's text as a number, JSON text of terms as a list."
     if isinstance(target, str) and target.isdigit(): return int(target)
@@ -176,6 +182,7 @@ def parse_target(target: str | int | list) -> str | int | list:
     except json.JSONDecodeError as e:
         raise ValueError(f"target {target!r} is not a JSON list of terms: {e}") from e
 
+# %% ../nbs/10_distill.ipynb #18f9e328
 def target_terms(target: str | int | list | tuple) -> tuple[Term, ...]:
     "A target's terms: a shorthand (`TARGETS`, a teacher layer), a list of `Term`s or their fields."
     target = parse_target(target)
@@ -240,6 +247,7 @@ def distilled_heads(term: Term, teacher_heads: int) -> int:
     "How many teacher heads a resolved attention term distils: its pairs, or all of its layer's."
     return teacher_heads if term.heads is None else len(term.heads)
 
+# %% ../nbs/10_distill.ipynb #37ca88ee
 def student_block_heads(terms: tuple[Term, ...], teacher_heads: int,
                         student_depth: int) -> dict[int, int]:
     "Heads per student block: the teacher's in the last; in one learning attention, its terms'."
@@ -269,6 +277,7 @@ def teacher_layers(terms: tuple[Term, ...], kind: str | None = None) -> list[int
     reads = lambda t: [t.layer] if t.heads is None else [l for l, _ in t.heads]
     return sorted({l for t in terms if kind in (None, t.kind) for l in reads(t)})
 
+# %% ../nbs/10_distill.ipynb #a5c8ccfc
 def teacher_targets(teacher: VisionTransformer, x: Tensor,
                     terms: tuple[Term, ...]) -> tuple[Tensor, ...]:
     "Per resolved term, the teacher's logits `[B, heads, N, N]` or tokens `[B, N, C]`, in one pass."
@@ -283,6 +292,7 @@ def teacher_targets(teacher: VisionTransformer, x: Tensor,
         return torch.stack([got["logits", l][:, h] for l, h in t.heads], 1)
     return tuple(one(t) for t in terms)
 
+# %% ../nbs/10_distill.ipynb #dadffde4
 class TeacherTarget(Callback):
     "Set each batch's targets, one per resolved term, from a frozen teacher on the batches' device."
     # inside the autocast of mixed precision, as the official teacher forward
@@ -338,6 +348,7 @@ def pretrain_dataloaders(
     return training_dataloaders(_Images(infmix_torch(ds, size)), batch_size, seed,
                                 num_workers=num_workers)
 
+# %% ../nbs/10_distill.ipynb #763a3e89
 def distill_learner(
     student: DistilledStudent,
     teacher: VisionTransformer,
@@ -376,6 +387,7 @@ def check_pair(
         raise ValueError(f"teacher sees {tn} tokens and the student {sn}: "
                          f"use the same patch size, resolution and prefix tokens")
 
+# %% ../nbs/10_distill.ipynb #382b2a13
 def distill(
     student: VisionTransformer,
     teacher: VisionTransformer,

@@ -52,6 +52,7 @@ def list_images(folder: Path) -> list[Path]:
     numeric = all(p.stem.isdigit() for p in files)
     return sorted(files, key=(lambda p: int(p.stem)) if numeric else (lambda p: p.name))
 
+# %% ../nbs/08_infmix.ipynb #58216588
 def infpre_subsets(root: Path) -> list[str]:
     "Names of the InfPre sub-datasets under `root` (folders holding a `thermal/` folder)."
     root = Path(root)
@@ -95,6 +96,7 @@ def load_image(path: str, gray: bool = False, scaling: str = "percentile") -> Im
     im = read_image(path, "RGB", scaling)
     return im.convert("L").convert("RGB") if gray else im
 
+# %% ../nbs/08_infmix.ipynb #3e058e86
 def _decode_error(row: dict, scaling: str) -> dict:
     "The error decoding `row`'s image gives, or an empty text."
     try: load_image(row["path"], scaling=scaling)
@@ -129,6 +131,7 @@ def corrupt_images(
     if errors and not skip_corrupt: raise ValueError(errors[0][1])
     return [p for p, _ in errors]
 
+# %% ../nbs/08_infmix.ipynb #25d74827
 def build_infmix(
     spec: InfMixSpec,
     skip_corrupt: bool = False,      # leave out the images that do not decode, instead of an error
@@ -152,6 +155,7 @@ def build_infmix(
                                        "subset": [r[2] for r in rows]},
                                       info=datasets.DatasetInfo(description=json.dumps(meta)))
 
+# %% ../nbs/08_infmix.ipynb #6b754372
 def infmix_meta(ds: datasets.Dataset) -> dict:
     "The spec and the skipped corrupt files recorded in an InfMix dataset."
     return json.loads(ds.info.description)
@@ -168,6 +172,7 @@ def infmix_transform(size: int) -> transforms.Compose:
         transforms.ToTensor(),
         transforms.Normalize(INFMIX_MEAN, INFMIX_STD)])
 
+# %% ../nbs/08_infmix.ipynb #653f01f4
 def _to_tensors(batch: dict, tf, gray: bool, scaling: str) -> dict:
     "Load and transform a batch of paths."
     return {"image": [tf(load_image(p, gray, scaling)) for p in batch["path"]],
@@ -190,6 +195,7 @@ def infmix_variants(base: InfMixSpec) -> dict[str, InfMixSpec]:
           for s in subs if len(subs) > 1}
     return v
 
+# %% ../nbs/08_infmix.ipynb #c27b7d88
 def infmix_summary(variants: dict[str, datasets.Dataset]) -> pd.DataFrame:
     "Images per source (and skipped corrupt files, and the grey flag) of each built variant."
     rows = {}
