@@ -21,8 +21,11 @@ from torch.utils.data import Dataset
 
 # %% ../nbs/06_segdata.ipynb #22edf9ca
 IGNORE_INDEX = 255                        # mask value of unlabelled / padded pixels
+
+# %% ../nbs/06_segdata.ipynb #1428e836
 THERMAL_MEAN, THERMAL_STD = 96.9255, 47.8976  # official img_norm_cfg, on 0-255 values
 
+# %% ../nbs/06_segdata.ipynb #d6d5654d
 @dataclass(frozen=True)
 class SegDatasetSpec:
     "Official folder layout and classes of one infrared segmentation dataset."
@@ -46,6 +49,7 @@ class SegDatasetSpec:
             raise KeyError(f"{self.name} has no split {split!r}; choose one of {', '.join(files)}")
         return files[split]
 
+# %% ../nbs/06_segdata.ipynb #fdaa15bd
 SEG_DATASETS = {s.name: s for s in [
     SegDatasetSpec("soda", ("background", "person", "building", "tree", "road", "pole", "grass",
                             "door", "table", "chair", "car", "bicycle", "lamp", "monitor",
@@ -65,6 +69,7 @@ SEG_DATASETS = {s.name: s for s in [
                    splits=(("train", "train.txt"), ("test", "val.txt"))),
 ]}
 
+# %% ../nbs/06_segdata.ipynb #68901b95
 def get_seg_spec(name: str) -> SegDatasetSpec:
     "The dataset spec called `name`, or an error listing the known ones."
     if name not in SEG_DATASETS:
@@ -72,6 +77,7 @@ def get_seg_spec(name: str) -> SegDatasetSpec:
                        f"choose one of {', '.join(SEG_DATASETS)}")
     return SEG_DATASETS[name]
 
+# %% ../nbs/06_segdata.ipynb #dbd78849
 def _as_spec(spec: SegDatasetSpec|str) -> SegDatasetSpec:
     "`spec` itself, or the spec it names."
     return get_seg_spec(spec) if isinstance(spec, str) else spec
@@ -84,6 +90,7 @@ def image_source(root: Path, spec: SegDatasetSpec|str) -> tuple[Path, int|None]:
         return root/spec.thermal_img_dir, None
     return root/spec.img_dir, spec.thermal_channel
 
+# %% ../nbs/06_segdata.ipynb #e820eb21
 TIFF_SUFFIXES = (".tif", ".tiff")
 
 def _image_file(img_dir: Path, stem: str, suffix: str) -> Path:
@@ -93,6 +100,7 @@ def _image_file(img_dir: Path, stem: str, suffix: str) -> Path:
     return next((img_dir/f"{stem}{s}" for s in TIFF_SUFFIXES if (img_dir/f"{stem}{s}").is_file()),
                 path)
 
+# %% ../nbs/06_segdata.ipynb #a5853908
 def seg_items(root: Path, spec: SegDatasetSpec|str, split: str) -> list[tuple[Path, Path]]:
     "(image, mask) paths of the stems listed in the split file of `split`, checked to exist."
     spec, root = _as_spec(spec), Path(root)
@@ -126,6 +134,7 @@ def load_thermal(
         f"expected the thermal image in channel {channel} (e.g. an RGBT PNG)")
     return np.array(im.getchannel(channel))
 
+# %% ../nbs/06_segdata.ipynb #9aa3467f
 def load_mask(path: Path, n_classes: int) -> np.ndarray:
     "Class indices of mask file `path` as uint8 HxW, checked to be < `n_classes` or 255 (ignore)."
     im = read_image(path)
@@ -144,6 +153,7 @@ def _size_pair(size: int|tuple) -> tuple[int, int]:
     if h < 1 or w < 1: raise ValueError(f"crop size must be positive, got {size}")
     return h, w
 
+# %% ../nbs/06_segdata.ipynb #e62c5c58
 def random_rescale(img: Tensor, mask: Tensor, scale: tuple = (0.5, 2.0)) -> tuple[Tensor, Tensor]:
     "`img`, `mask` resized by one factor drawn uniformly in `scale` (bilinear image, nearest mask)."
     lo, hi = scale
@@ -155,6 +165,7 @@ def random_rescale(img: Tensor, mask: Tensor, scale: tuple = (0.5, 2.0)) -> tupl
     mask = F.interpolate(mask[None, None].float(), size=size, mode="nearest")[0, 0].long()
     return img, mask
 
+# %% ../nbs/06_segdata.ipynb #2dbe7217
 def random_crop(img: Tensor, mask: Tensor, size: int|tuple) -> tuple[Tensor, Tensor]:
     "A random `size` window of `img` and `mask` (smaller where the image is smaller)."
     (ch, cw), (h, w) = _size_pair(size), img.shape[-2:]
@@ -162,10 +173,12 @@ def random_crop(img: Tensor, mask: Tensor, size: int|tuple) -> tuple[Tensor, Ten
     left = torch.randint(0, max(w - cw, 0) + 1, ()).item()
     return img[..., top:top+ch, left:left+cw], mask[top:top+ch, left:left+cw]
 
+# %% ../nbs/06_segdata.ipynb #a281c540
 def random_hflip(img: Tensor, mask: Tensor, p: float = 0.5) -> tuple[Tensor, Tensor]:
     "`img` and `mask` mirrored left-right with probability `p`."
     return (img.flip(-1), mask.flip(-1)) if torch.rand(()).item() < p else (img, mask)
 
+# %% ../nbs/06_segdata.ipynb #3a01e1c4
 def pad_to(img: Tensor, mask: Tensor, size: int|tuple) -> tuple[Tensor, Tensor]:
     "`img` padded with 0 and `mask` with 255 at the bottom and right up to `size`."
     (ch, cw), (h, w) = _size_pair(size), img.shape[-2:]

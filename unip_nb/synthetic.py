@@ -23,6 +23,8 @@ from .segdata import get_seg_spec
 # %% ../nbs/07_synthetic.ipynb #4672e6a7
 SCENE_CLASSES = ("sky", "road", "sidewalk", "building", "vegetation",
                  "fence", "pole", "person", "car", "bicycle")
+
+# %% ../nbs/07_synthetic.ipynb #4489e418
 (SKY, ROAD, SIDEWALK, BUILDING, VEGETATION,
  FENCE, POLE, PERSON, CAR, BICYCLE) = range(len(SCENE_CLASSES))
 
@@ -31,10 +33,12 @@ def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     "Row and column coordinates of an `h`x`w` image, as floats in pixels."
     return np.mgrid[0:h, 0:w].astype(np.float32)
 
+# %% ../nbs/07_synthetic.ipynb #bc19338f
 def _paint(cls: np.ndarray, inst: np.ndarray, mask: np.ndarray, c: int) -> None:
     "Paint class `c` as a new instance where `mask` is true."
     cls[mask], inst[mask] = c, inst.max() + 1
 
+# %% ../nbs/07_synthetic.ipynb #71cf2657
 def _person(yy, xx, cy, cx, s):
     "Mask of a standing person of height `s` whose feet stand at (cy, cx)."
     head = (yy - (cy - 0.88*s))**2 + (xx - cx)**2 < (0.12*s)**2
@@ -42,6 +46,7 @@ def _person(yy, xx, cy, cx, s):
     legs = (abs(abs(xx - cx) - 0.08*s) < 0.06*s) & (yy >= cy - 0.35*s) & (yy < cy)
     return head | body | legs
 
+# %% ../nbs/07_synthetic.ipynb #6ed8820c
 def _car(yy, xx, cy, cx, s):
     "Mask of a car of length `s` whose wheels stand at row `cy`, centred on column `cx`."
     body = (abs(xx - cx) < 0.5*s) & (yy > cy - 0.32*s) & (yy < cy - 0.08*s)
@@ -49,12 +54,14 @@ def _car(yy, xx, cy, cx, s):
     wheels = ((yy - (cy - 0.08*s))**2 + (abs(xx - cx) - 0.3*s)**2) < (0.1*s)**2
     return body | cabin | wheels
 
+# %% ../nbs/07_synthetic.ipynb #2b7f02a8
 def _bicycle(yy, xx, cy, cx, s):
     "Mask of a bicycle of length `s` standing at row `cy`: two rings and a frame."
     r = np.sqrt((yy - (cy - 0.2*s))**2 + (abs(xx - cx) - 0.3*s)**2)
     frame = (abs(yy - (cy - 0.3*s)) < 0.04*s) & (abs(xx - cx) < 0.3*s)
     return (abs(r - 0.18*s) < 0.05*s) | frame
 
+# %% ../nbs/07_synthetic.ipynb #e4db5357
 def scene_layout(rng: np.random.Generator, h: int, w: int,
                  clutter: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     "A random street layout: class and instance maps `[h, w]`; `clutter` scales the object count."
@@ -104,6 +111,7 @@ class Sensor:
     gain: float      # contrast
     black_hot: bool = False
 
+# %% ../nbs/07_synthetic.ipynb #cad370e7
 SENSORS = {s.name: s for s in [
     Sensor("flir",    noise=0.015, stripes=0.005, vignette=0.10, blur=0.6, gain=1.0),
     Sensor("hikvision", noise=0.03, stripes=0.03, vignette=0.25, blur=1.0, gain=0.8),
@@ -121,6 +129,7 @@ class SceneConditions:
     wet: bool       # wet roads mirror the sky
     wind: float     # convective cooling of sunlit surfaces
 
+# %% ../nbs/07_synthetic.ipynb #32c26955
 def scene_conditions(rng: np.random.Generator) -> SceneConditions:
     "Random conditions of one scene: day, dusk or night, air temperature, clouds, wet roads, wind."
     phase = rng.choice(["day", "dusk", "night"])
@@ -134,6 +143,7 @@ def _box_position(m: np.ndarray, yy: np.ndarray, xx: np.ndarray) -> tuple[np.nda
     y, x = yy[m], xx[m]
     return (y - y.min()) / max(y.max() - y.min(), 1), (x - x.min()) / max(x.max() - x.min(), 1)
 
+# %% ../nbs/07_synthetic.ipynb #dae72b31
 def object_temperature(
     c: int,                   # scene class
     m: np.ndarray,            # the object's mask
@@ -184,6 +194,7 @@ def _to_u8(x: np.ndarray) -> np.ndarray:
     "Clip to [0, 1] and quantise to uint8."
     return (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8)
 
+# %% ../nbs/07_synthetic.ipynb #bffd4310
 def render_thermal(cls: np.ndarray, inst: np.ndarray, rng: np.random.Generator,
                    sensor: Sensor) -> np.ndarray:
     "8-bit thermal image `[h, w]` of a layout as seen by `sensor`, with per-frame gain control."
@@ -208,6 +219,7 @@ CLASS_COLOUR = {SKY: (0.55, 0.7, 0.95), ROAD: (0.3, 0.3, 0.32), SIDEWALK: (0.6, 
                 POLE: (0.45, 0.45, 0.5), PERSON: (0.2, 0.3, 0.6), CAR: (0.7, 0.1, 0.1),
                 BICYCLE: (0.1, 0.6, 0.6)}
 
+# %% ../nbs/07_synthetic.ipynb #b7115bbd
 def _texture(c: int, yy: np.ndarray, xx: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     "A high-frequency luminance texture for class `c` (multiplicative, around 1)."
     h, w = yy.shape
@@ -223,6 +235,7 @@ def _texture(c: int, yy: np.ndarray, xx: np.ndarray, rng: np.random.Generator) -
         return 1.15 - 0.4 * yy / h
     return 1 + 0.08 * rng.standard_normal((h, w))
 
+# %% ../nbs/07_synthetic.ipynb #58bdcf9d
 def render_rgb(cls: np.ndarray, inst: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     "8-bit RGB image `[h, w, 3]` of a layout, with class colours, textures and lighting."
     h, w = cls.shape
@@ -244,12 +257,19 @@ SEG_CLASS_MAPS = {  # scene class -> dataset label; unmapped classes are the bac
     "mfnet":   {CAR: 1, PERSON: 2, BICYCLE: 3},
     "scutseg": {ROAD: 1, PERSON: 2, CAR: 4, FENCE: 6, VEGETATION: 7, POLE: 9},
 }
+
+# %% ../nbs/07_synthetic.ipynb #ee9a8954
 SEG_SENSORS = {"soda": ("flir", "hikvision"), "mfnet": ("uncooled",),
                "scutseg": ("blackhot", "hikvision")}
+
+# %% ../nbs/07_synthetic.ipynb #a5db9d28
 INFPRE_SENSORS = ("flir", "hikvision", "uncooled")
+
+# %% ../nbs/07_synthetic.ipynb #d63ba44a
 IN1K_CLASSES = {"person": PERSON, "car": CAR, "bicycle": BICYCLE, "tree": VEGETATION, "pole": POLE,
                 "building": BUILDING}
 
+# %% ../nbs/07_synthetic.ipynb #eda44cc7
 def seg_mask(cls: np.ndarray, dataset: str) -> np.ndarray:
     "The dataset's label map of a layout."
     lut = np.zeros(256, np.uint8)
@@ -277,6 +297,7 @@ def sizes_key(sizes: EmbeddedSizes, seed: int) -> str:
     "Short hash naming the folder of the data this generator version makes with `sizes` and `seed`."
     return stable_hash(dict(asdict(sizes), seed=seed, version=GENERATOR_VERSION))
 
+# %% ../nbs/07_synthetic.ipynb #5c269ed0
 GENERATOR_VERSION = 2  # bump when a change to this notebook changes the generated bytes
 
 # %% ../nbs/07_synthetic.ipynb #534f2b19
@@ -284,11 +305,13 @@ def _rng(seed: int, pool: str, index: int) -> np.random.Generator:
     "The generator of image `index` of `pool`: independent of generation order."
     return np.random.default_rng([seed, zlib.crc32(pool.encode()), index])
 
+# %% ../nbs/07_synthetic.ipynb #c55b0525
 def _save(img: np.ndarray, path: Path, **kw) -> None:
     "Write an 8-bit array as an image file (format from the suffix), creating its folder."
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(img).save(path, **kw)
 
+# %% ../nbs/07_synthetic.ipynb #575c986c
 def _jobs(sz: EmbeddedSizes) -> list[tuple]:
     "Every image to generate, as (pool, index, relative path or stem, kind, argument)."
     jobs = [(f"infpre/{s}", i, f"infpre/{s}/thermal/{i:06d}.png", "thermal", s)
@@ -303,6 +326,7 @@ def _jobs(sz: EmbeddedSizes) -> list[tuple]:
                      for i in range(n)]
     return jobs
 
+# %% ../nbs/07_synthetic.ipynb #eb1f7ce3
 def _make(job: tuple, base: Path, sz: EmbeddedSizes, seed: int) -> None:
     "Generate and write one image under `base` (and its mask, for the labelled sets)."
     pool, index, rel, kind, arg = job
