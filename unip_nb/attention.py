@@ -62,6 +62,7 @@ def check_layers(model: VisionTransformer, layers: Iterable[int]) -> list[int]:
                          f"has {depth} blocks, layers are numbered 1..{depth}")
     return layers
 
+# %% ../nbs/03_attention.ipynb #30c6b905
 def iter_block_outputs(
     model: VisionTransformer,
     x: Tensor,
@@ -78,6 +79,7 @@ def iter_block_outputs(
         if i < deepest or i in token_layers: h = blk(h)
         if i in token_layers: yield "tokens", i, h
 
+# %% ../nbs/03_attention.ipynb #852167a7
 def iter_attention_logits(model: VisionTransformer, x: Tensor,
                           layers: Iterable[int]) -> Iterator[tuple[int, Tensor]]:
     "Yield `(layer, logits)` for each requested 1-based layer, running only blocks 1..max(layers)."
@@ -88,6 +90,7 @@ def attention_logits(model: VisionTransformer, x: Tensor, layer: int) -> Tensor:
     "Pre-softmax scaled q·kᵀ `[B, H, N, N]` of block `layer` (1-based), prefix tokens included."
     return next(iter_attention_logits(model, x, [layer]))[1]
 
+# %% ../nbs/03_attention.ipynb #ba9a1544
 def attention_maps(model: VisionTransformer, x: Tensor,
                    layers: Iterable[int] | None = None) -> dict[int, Tensor]:
     "Attention probabilities `{layer: [B, H, N, N]}` of `layers` (all when None) in one forward."

@@ -26,6 +26,7 @@ from .config import HYBRID_TARGET
 # map entries taken at a time (4 MB of float32): a chunk's temporaries stay in the CPU's cache
 NMI_CHUNK = 1 << 20
 
+# %% ../nbs/04_nmi.ipynb #edccb83e
 def check_attention(attn: Tensor, atol: float = 1e-3) -> Tensor:
     "`attn` as float, checked to hold probabilities over the last axis (>= 0, rows sum to 1)."
     attn = attn.float()
@@ -38,16 +39,19 @@ def check_attention(attn: Tensor, atol: float = 1e-3) -> Tensor:
                          "pass softmax probabilities")
     return attn
 
+# %% ../nbs/04_nmi.ipynb #26046ded
 def sum_plogp(p: Tensor, dims) -> Tensor:
     "Σ p·log p over `dims`, 0·log 0 = 0 (entries under the dtype's smallest normal count as it)."
     return p.clamp_min(torch.finfo(p.dtype).tiny).log_().mul_(p).sum(dims)
 
+# %% ../nbs/04_nmi.ipynb #cf018c7e
 def key_entropies(maps: Tensor) -> tuple[Tensor, Tensor]:
     "H(K) and H(K|Q), uniform p(q), of attention probabilities `maps[..., Q, K]`; each `[...]`."
     maps = check_attention(maps)
     pk = maps.mean(-2)                                                  # p(k) = Σ_q p(q) p(k|q)
     return -sum_plogp(pk, -1), -sum_plogp(maps, (-2, -1)) / maps.shape[-2]
 
+# %% ../nbs/04_nmi.ipynb #62bd7429
 def map_chunks(attn: Tensor, chunk: int = NMI_CHUNK) -> tuple[Tensor, ...]:
     "The maps of `attn[..., Q, K]` in `[M, Q, K]` pieces of about `chunk` entries (at least a map)."
     if attn.ndim < 2 or attn.numel() == 0:
@@ -56,6 +60,7 @@ def map_chunks(attn: Tensor, chunk: int = NMI_CHUNK) -> tuple[Tensor, ...]:
     maps = attn.reshape(-1, *attn.shape[-2:])
     return maps.split(max(1, chunk // maps[0].numel()))
 
+# %% ../nbs/04_nmi.ipynb #f6585b70
 def attention_nmi(attn: Tensor, eps: float = 1e-12, chunk: int = NMI_CHUNK) -> Tensor:
     "NMI of query and key positions of `attn[..., Q, K]` (probabilities, uniform p(q)): `[...]`."
     hk, hk_given_q = (torch.cat(h) for h in zip(*map(key_entropies, map_chunks(attn, chunk))))
@@ -69,6 +74,7 @@ def patch_attention(attn: Tensor, num_prefix_tokens: int) -> Tensor:
     a = attn[..., num_prefix_tokens:, num_prefix_tokens:]
     return a / a.sum(-1, keepdim=True)
 
+# %% ../nbs/04_nmi.ipynb #557cd465
 @torch.no_grad()
 def layerwise_nmi(model, batches: Iterable, drop_cls: bool = True,
                   progress: bool = True) -> pd.DataFrame:
@@ -94,6 +100,7 @@ def layerwise_nmi(model, batches: Iterable, drop_cls: bool = True,
 # this project's choice, from the paper's stable s range; not published cut-offs
 PATTERN_BANDS = (0.06, 0.12)
 
+# %% ../nbs/04_nmi.ipynb #b12f7bc6
 def layer_means(layer_nmi: pd.DataFrame) -> pd.Series:
     "Head-averaged NMI per layer of a `layerwise_nmi` table."
     missing = {"layer", "nmi"} - set(layer_nmi.columns)
@@ -103,6 +110,7 @@ def layer_means(layer_nmi: pd.DataFrame) -> pd.Series:
     if layer_nmi.empty: raise ValueError("layer NMI table is empty")
     return layer_nmi.groupby("layer")["nmi"].mean()
 
+# %% ../nbs/04_nmi.ipynb #a086f3e9
 def _refuse_broken(layer_nmi: pd.DataFrame, what: str) -> None:
     "An error naming the layers with a non-finite head NMI (pandas' mean would skip a NaN head)."
     finite = np.isfinite(layer_nmi["nmi"].to_numpy(float))
@@ -110,12 +118,14 @@ def _refuse_broken(layer_nmi: pd.DataFrame, what: str) -> None:
     if broken: raise ValueError(f"the NMI of layer(s) {broken} is not finite: "
                                 f"their attention maps are broken, so no {what} is picked")
 
+# %% ../nbs/04_nmi.ipynb #f3c85802
 def select_hybrid_layer(layer_nmi: pd.DataFrame, s: float = HYBRID_TARGET) -> int:
     "The paper's rule: the layer whose head-mean NMI is closest to `s` (the shallowest on a tie)."
     means = layer_means(layer_nmi)
     _refuse_broken(layer_nmi, "hybrid layer")
     return int((means - s).abs().idxmin())
 
+# %% ../nbs/04_nmi.ipynb #a54b93e9
 def classify_pattern(nmi, bands: tuple = PATTERN_BANDS):
     "'global', 'hybrid' or 'local' for an NMI value (or an array), by this project's `bands`."
     lo, hi = bands
@@ -147,6 +157,7 @@ def sample_photos() -> list[Image.Image]:
     from sklearn.datasets import load_sample_images
     return [Image.fromarray(a) for a in load_sample_images().images]
 
+# %% ../nbs/04_nmi.ipynb #d6a4d941
 def folder_photos(root: Path, n: int, seed: int = 0) -> list[Image.Image]:
     "`n` images of `root` drawn seeded across its class folders (an image's folder is its class)."
     root = Path(root)
@@ -167,6 +178,7 @@ def folder_photos(root: Path, n: int, seed: int = 0) -> list[Image.Image]:
     drawn = [pool[i] for i in range(max(map(len, pools))) for pool in pools if i < len(pool)]
     return [read_image(p, "RGB") for p in drawn[:n]]
 
+# %% ../nbs/04_nmi.ipynb #ba9cf34a
 def photo_crops(photos: list[Image.Image], n: int, size: int, seed: int = 0) -> Tensor:
     "`n` seeded random-resized crops (scale 0.2-1) of `photos`, normalised: `[n, 3, size, size]`."
     if not photos: raise ValueError("photo_crops needs at least one photo")
