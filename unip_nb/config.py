@@ -46,7 +46,7 @@ ERRNO_ADVICE = {errno.ENOSPC: "free space on its disk or point it to another dis
 
 @dataclass(frozen=True)
 class Settings:
-    "The study's settings, read from `settings.ini` with environment overrides."
+    "The study's settings from `settings.ini`, with environment overrides."
     file: Path
     data_root: Path
     cache_dir: Path
@@ -56,12 +56,12 @@ class Settings:
     origins: dict = field(default_factory=dict)  # key -> "$UNIP_NB_<KEY>" where the env set it
 
     def origin(self, key: str) -> str:
-        "What set `key`: its `UNIP_NB_<KEY>` variable, or its line of the settings file."
+        "What set `key`: its `UNIP_NB_<KEY>` variable or its settings line."
         return self.origins.get(
             key, f"{self.file} [{'paths' if key in PATH_KEYS else 'study'}] {key}")
 
     def path(self, name: str) -> Path:
-        "The local path `name`, of the kind `PATH_KINDS` gives, or an error naming what set it."
+        "The checked local path `name`, or an error naming what set it."
         if name not in PATH_KEYS:
             raise KeyError(f"unknown path {name!r}; "
                            f"settings.ini [paths] has {', '.join(PATH_KEYS)}")
@@ -76,7 +76,7 @@ class Settings:
         return p
 
     def writable_folder(self, key: str) -> Path:
-        "Study folder `key` (of `STUDY_FOLDERS`), made if needed, or an error naming what set it."
+        "Study folder `key`, made and proved writable, else an error."
         p, by = getattr(self, key), f"set by {self.origin(key)}"
         if p.exists() and not p.is_dir(): raise NotADirectoryError(
             f"{key} = {p} is a file ({by}): point it to a folder")
@@ -92,7 +92,7 @@ class Settings:
         return p
 
     def blame(self, error: OSError) -> str:
-        "`error`'s message, then the setting whose path holds its file, what set it and what to do."
+        "`error`'s message, then the setting holding its file and what to do."
         if not error.filename: return str(error)
         file = Path(error.filename).resolve()
         given = ({k: getattr(self, k) for k in STUDY_FOLDERS}
@@ -107,7 +107,7 @@ class Settings:
 
 # %% ../nbs/00_config.ipynb #d68810b0
 def find_settings(start: Path | None = None) -> Path:
-    "`$UNIP_NB_SETTINGS`, else the nearest `settings.ini` with `[study]` in `start` or its parents."
+    "`$UNIP_NB_SETTINGS`, else the nearest `settings.ini` with `[study]`."
     if os.environ.get(SETTINGS_ENV): return Path(os.environ[SETTINGS_ENV])
     start = Path(start or Path.cwd()).resolve()
     for d in [start, *start.parents]:
@@ -118,7 +118,7 @@ def find_settings(start: Path | None = None) -> Path:
 
 # %% ../nbs/00_config.ipynb #77f31f13
 def _read_ini(file: Path) -> configparser.ConfigParser:
-    "Parse `file`, turning a missing file or bad syntax into an error that names it."
+    "Parse `file`, refusing a missing file, bad syntax or unknown keys."
     if not file.exists(): raise FileNotFoundError(f"settings file {file} does not exist")
     cp = configparser.ConfigParser(interpolation=None)
     try: cp.read_string(file.read_text(), source=str(file))
@@ -137,7 +137,7 @@ def _read_ini(file: Path) -> configparser.ConfigParser:
 
 # %% ../nbs/00_config.ipynb #07fbd8e6
 def load_settings(file: Path | str | None = None) -> Settings:
-    "Read `file` (else `find_settings()`), apply the `UNIP_NB_<KEY>` overrides, check the values."
+    "Read `file` (else `find_settings()`), apply overrides, check values."
     file = Path(file) if file else find_settings()
     cp, root = _read_ini(file), file.resolve().parent
     variables = {k: f"UNIP_NB_{k.upper()}" for k in (*STUDY_KEYS, *PATH_KEYS)}
@@ -162,7 +162,7 @@ def load_settings(file: Path | str | None = None) -> Settings:
 # %% ../nbs/00_config.ipynb #5293d445
 @dataclass(frozen=True)
 class EmbeddedSizes:
-    "How much embedded data to generate, and at which resolution (see the synthetic-data notebook)."
+    "How much embedded data to generate, and at which resolution."
     size: int = 64               # image side in pixels (labelled sets are size x 4/3 size)
     infpre_per_sensor: int = 64  # thermal images per InfPre-like sub-dataset
     in1k_per_class: int = 16     # images per ImageNet-like class
@@ -173,7 +173,7 @@ class EmbeddedSizes:
 # %% ../nbs/00_config.ipynb #3eeb082c
 @dataclass(frozen=True)
 class PretrainRecipe:
-    "Optimisation of pre-training (MAE teacher, UNIP distillation): the official recipe, scaled."
+    "Optimisation of a pre-training: the official recipe, scaled."
     epochs: int
     batch_size: int             # effective batch: per device x accumulation x devices
     warmup_epochs: int
@@ -185,7 +185,7 @@ class PretrainRecipe:
 # %% ../nbs/00_config.ipynb #ec1d36c3
 @dataclass(frozen=True)
 class SegRecipe:
-    "Fine-tuning (UperNet on LL-FPN, layer-wise lr decay) and linear probing on the labelled sets."
+    "The recipe of fine-tuning and linear probing on the labelled sets."
     crop: int                   # training crop and sliding-window size, pixels
     stride: int                 # sliding-window stride at inference
     batch_size: int
@@ -212,7 +212,7 @@ class SegRecipe:
 THERMAL_SCALINGS = ("percentile", "minmax", "refuse")
 
 def check_thermal_scaling(scaling: str, owner: str = "") -> None:
-    "Refuse a `thermal_scaling` outside `THERMAL_SCALINGS`; `owner` leads the message."
+    "Refuse a scaling outside `THERMAL_SCALINGS`; `owner` leads the error."
     if scaling not in THERMAL_SCALINGS:
         raise ValueError(f"{owner}thermal_scaling must be one of {', '.join(THERMAL_SCALINGS)}, "
                          f"got {scaling!r}")
@@ -243,7 +243,7 @@ class Preset:
     thermal_scaling: str = "percentile"  # 16-bit and float images to 8 bits (THERMAL_SCALINGS)
 
     def __post_init__(self):
-        "Refuse a bad `hybrid_layer` (neither the rule nor a layer), `amp` or `thermal_scaling`."
+        "Refuse a bad `hybrid_layer`, `amp` or `thermal_scaling`."
         fixed = isinstance(self.hybrid_layer, int) and not isinstance(self.hybrid_layer, bool)
         if self.hybrid_layer != "nmi" and not (fixed and self.hybrid_layer >= 1):
             raise ValueError(f"preset {self.name!r}: hybrid_layer must be 'nmi' (the NMI rule) "
@@ -259,7 +259,7 @@ class Preset:
         return self.embedded is None
 
     def changed(self, *names: str) -> dict:
-        "Fields `names` that differ from their defaults (cache keys made before them stay valid)."
+        "Fields `names` that differ from their defaults."
         return {n: getattr(self, n) for n in names
                 if getattr(self, n) != self.__dataclass_fields__[n].default}
 
@@ -304,13 +304,13 @@ HYBRID_TARGET = 0.09                  # the paper's s: the NMI of the hybrid att
 
 # %% ../nbs/00_config.ipynb #7c625fdf
 def hide_known_warnings() -> None:
-    "Silence the `FutureWarning` of fastai's import calling `torch.jit.script`, and no other."
+    "Silence fastai's `torch.jit.script` `FutureWarning`, and no other."
     warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated",
                             category=FutureWarning)
 
 # %% ../nbs/00_config.ipynb #7a707dc3
 def parse_overrides(overrides: dict | str | None) -> dict:
-    "Preset overrides as a dict: from a dict, its JSON text (papermill's `-p`, the CLI), or None."
+    "Preset overrides as a dict, from a dict, its JSON text or `None`."
     if overrides is None: return {}
     if isinstance(overrides, str):
         try: overrides = json.loads(overrides)
@@ -330,7 +330,7 @@ def _kind_names(kind) -> str:
 
 # %% ../nbs/00_config.ipynb #1432a2aa
 def _typed(value, kind, key: str):
-    "`value` as a `kind` field holds it (lists as tuples, ints as floats), else a `TypeError`."
+    "`value` as a field of type `kind` holds it, else a `TypeError`."
     for k in typing.get_args(kind) if isinstance(kind, types.UnionType) else (kind,):
         if k is type(None) and value is None: return None
         if k is tuple and isinstance(value, (list, tuple)):
@@ -345,7 +345,7 @@ def _typed(value, kind, key: str):
 
 # %% ../nbs/00_config.ipynb #da2ac1c8
 def _with_field(obj, path: list[str], value, key: str):
-    "Dataclass `obj` with the field at `path` (names, outermost first) set to `value`."
+    "`obj` with the field at `path` (outermost name first) set to `value`."
     fields = {f.name: f for f in dataclasses.fields(obj)}
     name = path[0]
     if name not in fields:
@@ -360,7 +360,7 @@ def _with_field(obj, path: list[str], value, key: str):
 
 # %% ../nbs/00_config.ipynb #05a8bcba
 def override_preset(preset: Preset, overrides: dict | str | None) -> Preset:
-    "`preset` with the fields of dotted keys (`{\"distill.epochs\": 10}`) set, each type-checked."
+    "`preset` with the fields its dotted keys name set, each type-checked."
     for key, value in parse_overrides(overrides).items():
         if key == "name":
             raise ValueError("the preset's name cannot be overridden: "
@@ -370,7 +370,7 @@ def override_preset(preset: Preset, overrides: dict | str | None) -> Preset:
 
 # %% ../nbs/00_config.ipynb #31504ab0
 def from_fields(cls: type, mapping, what: str):
-    "`cls(**mapping)` from a dict of its fields (an instance as is); errors prefixed with `what`."
+    "`cls(**mapping)` from a dict of its fields, or an instance as is."
     if isinstance(mapping, cls): return mapping
     names = [f.name for f in dataclasses.fields(cls)]
     if not isinstance(mapping, dict):

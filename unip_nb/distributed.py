@@ -27,7 +27,7 @@ from torch.utils.data import DistributedSampler, Subset
 COLLECTIVE_TIMEOUT = timedelta(hours=3)
 
 def init_distributed() -> torch.device:
-    "Join `torchrun`'s process group (NCCL, one GPU per process; else gloo); this rank's device."
+    "Join `torchrun`'s process group; return this rank's device."
     missing = [k for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR")
                if k not in os.environ]
     if missing:
@@ -47,7 +47,7 @@ def init_distributed() -> torch.device:
 
 # %% ../nbs/01_distributed.ipynb #0c3b01ef
 def train_device() -> torch.device:
-    "Where this process trains: its GPU (under torchrun the one `init_distributed` set), else CPU."
+    "Where this process trains: its GPU, else the CPU."
     if torch.cuda.is_available():
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
@@ -59,12 +59,12 @@ def pin_batches() -> bool:
 
 # %% ../nbs/01_distributed.ipynb #8c22759f
 def close_distributed() -> None:
-    "Leave the process group, if any, before exit (a gloo or NCCL thread outliving it crashes)."
+    "Leave the process group, if any, before the process exits."
     if dist.is_initialized(): dist.destroy_process_group()
 
 # %% ../nbs/01_distributed.ipynb #3ed27c58
 def world() -> tuple[int, int]:
-    "(rank, world size) of this process in torch.distributed's process group; (0, 1) outside one."
+    "(rank, world size) of this process; (0, 1) outside a process group."
     if dist.is_available() and dist.is_initialized(): return dist.get_rank(), dist.get_world_size()
     return 0, 1
 
@@ -75,7 +75,7 @@ def is_distributed() -> bool:
 
 # %% ../nbs/01_distributed.ipynb #58b4822c
 class ShardedDL(DataLoader):
-    "A fastai `DataLoader` of rank `rank`'s share of each epoch, split like `DistributedSampler`."
+    "A fastai `DataLoader` of rank `rank`'s share of each epoch."
     def __init__(self, dataset=None, rank: int = 0, world_size: int = 1, **kwargs):
         super().__init__(dataset, **kwargs)
         self.rank, self.world_size, self.n_all = rank, world_size, self.n
@@ -91,14 +91,14 @@ class ShardedDL(DataLoader):
 
 # %% ../nbs/01_distributed.ipynb #448886fe
 def shard_loader(dl: DataLoader, rank: int, world_size: int) -> ShardedDL:
-    "`dl` as rank `rank`'s `ShardedDL`, ordered by `dl`'s own (equally seeded) generator."
+    "`dl` as rank `rank`'s `ShardedDL`, ordered by `dl`'s own generator."
     sharded = dl.new(cls=ShardedDL, rank=rank, world_size=world_size)
     sharded.rng = dl.rng
     return sharded
 
 # %% ../nbs/01_distributed.ipynb #ac929335
 def sharded(dl: DataLoader) -> DataLoader:
-    "This rank's `ShardedDL` of training loader `dl` under torchrun; `dl` itself in one process."
+    "This rank's `ShardedDL` of `dl` under torchrun, else `dl` itself."
     return shard_loader(dl, *world()) if is_distributed() else dl
 
 # %% ../nbs/01_distributed.ipynb #9fdf4023
@@ -110,7 +110,7 @@ def training_dataloaders(
     path='.',
     **kwargs,                         # to the training `DataLoader`
 ) -> DataLoaders:
-    "`DataLoaders` on `train_device()`: this rank's shuffled full batches of `dataset`; `valid`."
+    "`DataLoaders` of this rank's shuffled batches of `dataset`, and `valid`."
     train = DataLoader(dataset, bs=bs, shuffle=True, drop_last=True, pin_memory=pin_batches(),
                        **kwargs)
     # fastai draws each epoch's order from this generator
@@ -120,17 +120,17 @@ def training_dataloaders(
 
 # %% ../nbs/01_distributed.ipynb #f0a02823
 def shard_eval_loader(dl: DataLoader, rank: int, world_size: int) -> DataLoader:
-    "Rank `rank`'s items of eval loader `dl`: every `world_size`-th from item `rank`, none lost."
+    "Rank `rank`'s items of `dl`: every `world_size`-th from item `rank`."
     return dl.new(Subset(dl.dataset, range(rank, len(dl.dataset), world_size)))
 
 # %% ../nbs/01_distributed.ipynb #6af889a8
 def eval_sharded(dl: DataLoader) -> DataLoader:
-    "This rank's share of evaluation loader `dl` under torchrun (see `sum_over_ranks`), else `dl`."
+    "This rank's share of eval loader `dl` under torchrun, else `dl`."
     return shard_eval_loader(dl, *world()) if is_distributed() else dl
 
 # %% ../nbs/01_distributed.ipynb #cbfabcb3
 def rank_batch(total: int) -> int:
-    "Each rank's part of a batch of `total` images; an error when the ranks cannot share it evenly."
+    "Each rank's part of a batch of `total` images; uneven is an error."
     size = world()[1]
     if total % size:
         raise ValueError(f"a batch of {total} cannot be shared evenly by {size} processes")
@@ -143,7 +143,7 @@ def barrier() -> None:
 
 # %% ../nbs/01_distributed.ipynb #c0f950bc
 def rank0_first(fn: Callable, *args, **kwargs):
-    "`fn(*args, **kwargs)` on rank 0, then the rest (they find its cache); no collectives in `fn`."
+    "`fn(*args, **kwargs)` on rank 0, then on the other ranks."
     if not is_distributed(): return fn(*args, **kwargs)
     if world()[0] == 0: out = fn(*args, **kwargs)
     barrier()
@@ -160,7 +160,7 @@ def plain_model(model: torch.nn.Module) -> torch.nn.Module:
 
 # %% ../nbs/01_distributed.ipynb #c7f61562
 def seed_rank(rank: int) -> None:
-    "Move this rank's torch, numpy and Python random streams off rank 0's (official `seed + rank`)."
+    "Move this rank's torch, numpy and Python random streams off rank 0's."
     seed = torch.initial_seed() + rank
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
@@ -168,14 +168,14 @@ def seed_rank(rank: int) -> None:
 
 # %% ../nbs/01_distributed.ipynb #5bfea634
 def from_rank0(fn: Callable, *args, **kwargs):
-    "`fn(*args, **kwargs)` on rank 0 alone, handed to every rank (a plain call outside torchrun)."
+    "`fn(*args, **kwargs)` on rank 0 alone, handed to every rank."
     box = [fn(*args, **kwargs) if world()[0] == 0 else None]
     if is_distributed(): dist.broadcast_object_list(box, src=0)
     return box[0]
 
 # %% ../nbs/01_distributed.ipynb #936774ce
 def sum_over_ranks(t: Tensor) -> Tensor:
-    "`t` summed over all ranks (added on this rank's device for NCCL) on `t`'s device; else `t`."
+    "`t` summed over all ranks, back on `t`'s device; else `t` itself."
     if not is_distributed(): return t
     total = t.to(train_device(), copy=True)
     dist.all_reduce(total)
@@ -183,7 +183,7 @@ def sum_over_ranks(t: Tensor) -> Tensor:
 
 # %% ../nbs/01_distributed.ipynb #1ab93c3e
 class DDPTrainer(Callback):
-    "Train with DDP (SyncBatchNorm on GPUs) on the sharded loader; each rank records the mean loss."
+    "Train with DDP on the sharded loader; each rank records the mean loss."
     # after TrainEvalCallback has put the model on its device, before the checkpoint loads into it
     order = 5
     def before_fit(self):
@@ -213,7 +213,7 @@ class DDPTrainer(Callback):
 
 # %% ../nbs/01_distributed.ipynb #d64931c4
 class Compiled(Callback):
-    "Run the Learner's model through `torch.compile` during the fit (after DDP wraps it)."
+    "Run the `Learner`'s model through `torch.compile` during the fit."
     order = 6
     def before_fit(self):
         self.wrapped, self.learn.model = self.learn.model, torch.compile(self.learn.model)

@@ -37,7 +37,7 @@ def to_8bit(
     scaling: str = "percentile",  # one of THERMAL_SCALINGS
     name: str = "image",          # what the values are, for the errors
 ) -> np.ndarray:
-    "`values` stretched to uint8: their 1st-99th percentiles (or their range) to 0-255."
+    "`values` as uint8: their 1st-99th percentiles (or range) to 0-255."
     check_thermal_scaling(scaling)
     if scaling == "refuse":
         raise ValueError(f"{name} has more than 8 bits per pixel and thermal_scaling is 'refuse': "
@@ -55,7 +55,7 @@ def read_image(
     mode: str | None = None,          # PIL mode to convert to; None: the file's own
     scaling: str = "percentile",      # how a 16-bit or float image reaches 8 bits (`to_8bit`)
 ) -> Image.Image:
-    "Image file `path`, fully decoded (in `mode` if given), or a `ValueError` naming the file."
+    "Image `path` fully decoded (in `mode` if given), else a `ValueError`."
     try:
         with Image.open(path) as im:
             im.load()
@@ -72,7 +72,7 @@ FAILPOINT_ENV = "UNIP_NB_FAILPOINT"
 FAILPOINT_ACTIONS = ("SIGTERM", "SIGKILL", "ENOSPC")
 
 def failpoint(name: str) -> None:
-    "Inject the fault `UNIP_NB_FAILPOINT` names (`pattern=ACTION`) if `name` matches the pattern."
+    "Inject the `UNIP_NB_FAILPOINT` fault if `name` matches its pattern."
     spec = os.environ.get(FAILPOINT_ENV)
     if not spec: return
     pattern, _, action = spec.rpartition("=")
@@ -94,7 +94,7 @@ def remove_file(path: Path) -> None:
 
 # %% ../nbs/02_files.ipynb #c98fd1ba
 def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
-    "Call `write(tmp)` on a temp file beside `path`, then atomically rename it there (rank 0 only)."
+    "Call `write(tmp)` on a file beside `path`, then rename it into place."
     path = Path(path)
     if world()[0] != 0: return path
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -124,25 +124,25 @@ def atomic_torch_save(obj, path: Path) -> Path:
 
 # %% ../nbs/02_files.ipynb #e92d7c91
 def stable_hash(obj, length: int = 10) -> str:
-    "Short SHA-1 of a JSON-able object (keys sorted, anything else as its string)."
+    "Short SHA-1 of `obj` as JSON (keys sorted, anything else as a string)."
     return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:length]
 
 # %% ../nbs/02_files.ipynb #0bdcd187
 def _open_lock(path: Path) -> tuple[int, bool]:
-    "A descriptor of lock file `path`, and whether this call created the file."
+    "A descriptor of lock file `path`, and whether this call created it."
     try: return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644), True
     except FileExistsError: return os.open(path, os.O_RDWR), False
 
 # %% ../nbs/02_files.ipynb #54e4745e
 def _is_current(fd: int, path: Path) -> bool:
-    "Whether `fd` is still the file at `path` (a releasing holder unlinks it)."
+    "Whether `fd` is still the file at `path`."
     try: return os.stat(path).st_ino == os.fstat(fd).st_ino
     except FileNotFoundError: return False
 
 # %% ../nbs/02_files.ipynb #53feb8da
 @contextmanager
 def held_lock(path: Path):
-    "Hold lock file `path` (rank 0): a live holder's is an error, a dead one's is taken, warned."
+    "Hold lock file `path` while the block runs (rank 0 only)."
     path = Path(path)
     if world()[0] != 0:  # rank 0 holds the locks of a distributed run
         yield path
@@ -176,7 +176,7 @@ def held_lock(path: Path):
 # %% ../nbs/02_files.ipynb #52637004
 @dataclass(frozen=True)
 class CachedStage:
-    "A cached stage's files: `done`, written last, marks it done; its record, checkpoint and lock."
+    "A cached stage's files: `done` (written last), record, checkpoint, lock."
     done: Path                # the stage's weights (`.pt`) or its record (`.json`)
     lock: Path | None = None  # held while it computes; None: `done` with the suffix `.lock`
 
@@ -200,7 +200,7 @@ class CachedStage:
 
     @contextmanager
     def computing(self):
-        "Hold the stage's lock while it computes; yield its partial checkpoint."
+        "Hold the stage's lock while it computes; yield its checkpoint."
         with held_lock(self.lock or self.done.with_suffix(".lock")): yield self.checkpoint
 
     def finish(
@@ -208,7 +208,7 @@ class CachedStage:
         record: dict,             # written as JSON to `record`
         saved: dict | None = None,  # path -> object to `torch.save`; `done` too if not the record
     ) -> None:
-        "Write `saved`, the record, then `done`, each atomically; remove the partial checkpoint."
+        "Write `saved`, the record, then `done`; remove the checkpoint."
         saved = dict(saved or {})
         weights = saved.pop(self.done, None)
         if weights is None and self.done != self.record:

@@ -28,7 +28,7 @@ from .files import atomic_torch_save, failpoint
 EMBEDDING_NAMES = ("pos_embed", "cls_token", "reg_token", "mask_token")  # layer 0 under layer decay
 
 def layer_id(name: str, num_layers: int) -> int:
-    "Layer of `name` for lr decay: 0 for embeddings and tokens, i+1 for `blocks.i`, else the top."
+    "Layer of parameter `name` for layer-wise lr decay, as BEiT counts."
     parts = name.split(".")
     if parts[-1] in EMBEDDING_NAMES or "patch_embed" in parts: return 0
     if "blocks" in parts:
@@ -44,7 +44,7 @@ def param_groups(
     num_layers: int | None = None,     # the backbone depth, needed by layer_decay
     no_decay_1d: bool = True,          # no decay on biases and 1-D parameters (False: all decay)
 ) -> list[dict]:
-    "Trainable parameters of `model` grouped by (weight decay, lr scale) as the official code does."
+    "Trainable parameters of `model` grouped by weight decay and lr scale."
     if layer_decay is not None and num_layers is None:
         raise ValueError("layer_decay needs num_layers (the backbone depth)")
     groups = {}
@@ -62,7 +62,7 @@ def param_groups(
 
 # %% ../nbs/05_training.ipynb #8be7c8b6
 def adamw(betas: tuple = (0.9, 0.999)):
-    "fastai `opt_func`: torch's AdamW over explicit parameter groups (keeping their weight decay)."
+    "fastai `opt_func`: torch's AdamW over explicit parameter groups."
     return partial(OptimWrapper, opt=partial(torch.optim.AdamW, betas=betas))
 
 # %% ../nbs/05_training.ipynb #5d4e2ac0
@@ -77,13 +77,13 @@ def official_lr(blr: float, batch_size: int) -> float:
 
 # %% ../nbs/05_training.ipynb #107fe2ce
 def warmup_cosine(lrs: np.ndarray, warmup_pct: float) -> ParamScheduler:
-    "Linear warm-up from 0 over `warmup_pct`, then cosine decay to 0 (MAE/UNIP pre-training)."
+    "Linear warm-up over `warmup_pct`, then cosine decay to 0."
     phases = [SchedLin(0 * lrs, lrs), SchedCos(lrs, 0 * lrs)]
     return ParamScheduler({"lr": combine_scheds([warmup_pct, 1 - warmup_pct], phases)})
 
 # %% ../nbs/05_training.ipynb #924e9450
 def warmup_poly(lrs: np.ndarray, warmup_pct: float, power: float = 1.0) -> ParamScheduler:
-    "Linear warm-up, then polynomial decay to 0 with `power` (mmseg's poly policy; UNIP fine-tune)."
+    "Linear warm-up, then polynomial decay to 0 with `power`."
     phases = [SchedLin(0 * lrs, lrs), SchedPoly(lrs, 0 * lrs, power)]
     return ParamScheduler({"lr": combine_scheds([warmup_pct, 1 - warmup_pct], phases)})
 
@@ -97,14 +97,14 @@ def epochs_for(iterations: int, batches_per_epoch: int) -> int:
 
 # %% ../nbs/05_training.ipynb #44d673b9
 def split_batch(recipe: PretrainRecipe) -> int:
-    "Images per forward pass on each rank: the effective batch over accumulation steps and ranks."
+    "Images per forward pass on each rank: batch / accum / world size."
     if recipe.batch_size % recipe.accum:
         raise ValueError(f"batch_size {recipe.batch_size} is not divisible by accum {recipe.accum}")
     return rank_batch(recipe.batch_size // recipe.accum)
 
 # %% ../nbs/05_training.ipynb #a341f03a
 def accumulation(recipe: PretrainRecipe) -> list[Callback]:
-    "fastai's `GradientAccumulation` over each rank's part of the effective batch, if accumulating."
+    "fastai's `GradientAccumulation` over each rank's batch, if accumulating."
     return [GradientAccumulation(rank_batch(recipe.batch_size))] if recipe.accum > 1 else []
 
 # %% ../nbs/05_training.ipynb #4996394c
@@ -125,7 +125,7 @@ RESUME_GLOBALS = (
     np._core.multiarray._reconstruct, np._core.multiarray.scalar)
 
 def read_resume_file(path: Path) -> dict:
-    "A checkpoint read with `weights_only=True` (numpy values allowed); an error naming a bad file."
+    "A checkpoint read with `weights_only=True`; an error names a bad file."
     try:
         with torch.serialization.safe_globals(list(RESUME_GLOBALS)):
             return torch.load(path, map_location="cpu", weights_only=True)
@@ -137,7 +137,7 @@ def read_resume_file(path: Path) -> dict:
 
 # %% ../nbs/05_training.ipynb #d51b3a5f
 class EpochCheckpoint(Callback):
-    "Save the training state to `path` each epoch (atomically); resume from it when a fit starts."
+    "Save the training state to `path` each epoch, and resume from it."
     order = 60  # after the Recorder, whose losses it saves
     def __init__(self, path: Path, label: str = "fit"):
         self.path, self.label, self.resumed_from = Path(path), label, None
@@ -157,7 +157,7 @@ class EpochCheckpoint(Callback):
         return every
 
     def _state(self) -> dict:
-        "What the rest of the fit depends on (gradients too while an accumulation is half done)."
+        "What the rest of the fit depends on, pending gradients included."
         model, pending = plain_model(self.learn.model), any(cb.count for cb in self._accumulators())
         scaler = getattr(self.learn, "scaler", None)  # fastai's MixedPrecision sets it
         recorder = self.learn.recorder
@@ -226,7 +226,7 @@ def fit_resumable(
     amp: str | None = None,          # autocast on a CUDA GPU: "bf16" or "fp16"
     compile: bool = False,           # torch.compile the model
 ) -> dict:
-    "Fit `learn` for `epochs` (DDP under torchrun), resuming if it can: losses, epoch resumed at."
+    "Fit `learn` for `epochs`, resuming if it can: losses, epoch resumed at."
     if amp not in (None, *AMP_MODES):
         raise ValueError(f"amp must be None or one of {', '.join(AMP_MODES)}, got {amp!r}")
     if amp is not None and not torch.cuda.is_available():
