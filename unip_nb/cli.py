@@ -108,7 +108,7 @@ def _run(args: argparse.Namespace, settings, preset: str, overrides: dict) -> in
         close_distributed()
     return 0
 
-# %% ../nbs/16_cli.ipynb #e2e35463
+# %% ../nbs/21_cli.ipynb #e2e35463
 def _study(args: argparse.Namespace, settings, preset: str, overrides: dict) -> int:
     "`unip-nb study`: every run and the summary, one line each; 1 when any did not complete."
     from unip_nb.study import run_html, run_study, study_dir
@@ -122,7 +122,7 @@ def _study(args: argparse.Namespace, settings, preset: str, overrides: dict) -> 
         print(f"{name}: {rec['status']} ({rec.get('wall_time_s', '-')} s) -> {where}{failed}")
     return 0 if all(r["status"] == "complete" for r in results.values()) else 1
 
-# %% ../nbs/16_cli.ipynb #92af7931
+# %% ../nbs/21_cli.ipynb #92af7931
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `unip-nb` console script: 0 done, 1 failed while running, 2 refused input."
     args, settings = _parser().parse_args(argv), None
@@ -155,7 +155,7 @@ def _stop_on_sigterm(signum: int, frame) -> None:
           flush=True)
     os._exit(128 + signum)
 
-# %% ../nbs/16_cli.ipynb #7242b120
+# %% ../nbs/21_cli.ipynb #7242b120
 def cli() -> int:
     "The `unip-nb` console script: `main`, stopping its kernels on SIGTERM."
     # the study process, for the runs' fault-injection points

@@ -44,14 +44,14 @@ def git_commit(repo: Path | None = None) -> dict:
                       "the run record's commit is null")
         return dict(commit=None, dirty=None)
 
-# %% ../nbs/14_study.ipynb #57685a08
+# %% ../nbs/20_study.ipynb #57685a08
 LIBRARIES = ("unip-nb", "torch", "torchvision", "timm", "fastai", "numpy", "pandas", "papermill")
 
 def library_versions() -> dict:
     "Versions of Python and the libraries that shape a result."
     return {"python": platform.python_version(), **{n: version(n) for n in LIBRARIES}}
 
-# %% ../nbs/14_study.ipynb #eacc5f35
+# %% ../nbs/20_study.ipynb #eacc5f35
 def machine() -> dict:
     "What a run ran on: the CPU model, its cores, the OS and the GPU, if any."
     cpuinfo = Path("/proc/cpuinfo")
@@ -94,7 +94,7 @@ class RunRecorder:
         atomic_write_text(path, json.dumps(rec, indent=2, default=str))
         return rec
 
-# %% ../nbs/14_study.ipynb #bb88f96d
+# %% ../nbs/20_study.ipynb #bb88f96d
 def read_record(path: Path) -> dict:
     "A run record, or an error naming the file when it is missing or incomplete."
     path = Path(path)
@@ -123,7 +123,7 @@ def check_ready(preset: Preset, settings: Settings) -> None:
 # %% ../nbs/20_study.ipynb #b2b0a2d5
 KERNEL = "unip-nb"
 
-# %% ../nbs/14_study.ipynb #c68d9953
+# %% ../nbs/20_study.ipynb #c68d9953
 def template_path(name: str) -> Path:
     "The run template `nbs/runs/<name>.ipynb` of the repository this package is installed from."
     p = RUNS_DIR/f"{name}.ipynb"
@@ -132,14 +132,14 @@ def template_path(name: str) -> Path:
         "repository; install the package from a whole clone (pip install -e .)")
     return p
 
-# %% ../nbs/14_study.ipynb #76a636e9
+# %% ../nbs/20_study.ipynb #76a636e9
 def study_dir(settings: Settings, preset: str, overrides: dict | None = None,
               plan: Path | None = None) -> Path:
     "A study's folder: `<reports_dir>/<preset>`, `-<plan's stem>`, `-<overrides' hash>` if given."
     name = preset + (f"-{Path(plan).stem}" if plan else "")
     return settings.reports_dir/(name + (f"-{stable_hash(overrides)}" if overrides else ""))
 
-# %% ../nbs/14_study.ipynb #ad9e032e
+# %% ../nbs/20_study.ipynb #ad9e032e
 def default_record_path(
     settings: Settings,
     preset: str,
@@ -150,7 +150,7 @@ def default_record_path(
     "Where run `run` of `preset` (`overrides`, from `plan`) keeps its record: its study's folder."
     return study_dir(settings, preset, overrides, plan)/run/"record.json"
 
-# %% ../nbs/14_study.ipynb #9a80e13c
+# %% ../nbs/20_study.ipynb #9a80e13c
 def run_name(
     ablation: str,
     seed: int,
@@ -167,7 +167,7 @@ def run_name(
     given |= {} if s == HYBRID_TARGET else dict(s=s)
     return f"{ablation}-s{seed}" + (f"-{stable_hash(given)}" if given else "")
 
-# %% ../nbs/14_study.ipynb #8d68cb1e
+# %% ../nbs/20_study.ipynb #8d68cb1e
 def check_record_path(settings: Settings, record_path: Path | str) -> Path:
     "`record_path` made absolute, or an error if outside the reports folder (read by the summary)."
     path, reports = Path(record_path).resolve(), settings.reports_dir.resolve()
@@ -176,7 +176,7 @@ def check_record_path(settings: Settings, record_path: Path | str) -> Path:
         f"{settings.origin('reports_dir')}): give a path under it, or None for the run's own place")
     return path
 
-# %% ../nbs/14_study.ipynb #985bf2a4
+# %% ../nbs/20_study.ipynb #985bf2a4
 def render_html(ipynb: Path, html: Path) -> Path:
     "Render an executed notebook as standalone HTML `html`: outputs, prose and figures, no code."
     from nbconvert import HTMLExporter
@@ -185,7 +185,7 @@ def render_html(ipynb: Path, html: Path) -> Path:
     body, _ = exporter.from_filename(str(ipynb))
     return atomic_write_text(html, body)
 
-# %% ../nbs/14_study.ipynb #596c2eb2
+# %% ../nbs/20_study.ipynb #596c2eb2
 def ipc_kernel_manager() -> type:
     "A Jupyter kernel manager using IPC sockets in the temporary folder (no TCP port, no warning)."
     from jupyter_client.manager import AsyncKernelManager
@@ -196,7 +196,7 @@ def ipc_kernel_manager() -> type:
             self.ip = str(Path(tempfile.gettempdir())/f"unip-nb-kernel-{os.getpid()}-{id(self)}")
     return IPCKernelManager
 
-# %% ../nbs/14_study.ipynb #19f4e6d3
+# %% ../nbs/20_study.ipynb #19f4e6d3
 def execute_notebook(template: Path, out: Path, parameters: dict, html: Path) -> str | None:
     "Execute `template` into `out` with papermill, render `html`; the error, or None if none."
     import papermill as pm
@@ -210,12 +210,12 @@ def execute_notebook(template: Path, out: Path, parameters: dict, html: Path) ->
                 else f"{type(e).__name__}: {e}")
     render_html(out, html)
 
-# %% ../nbs/14_study.ipynb #79117e19
+# %% ../nbs/20_study.ipynb #79117e19
 def run_html(out_dir: Path) -> Path:
     "Where the HTML of the run in `out_dir` goes: `<out_dir>.html`, beside its folder."
     return out_dir.parent/f"{out_dir.name}.html"
 
-# %% ../nbs/14_study.ipynb #f8ed3aeb
+# %% ../nbs/20_study.ipynb #f8ed3aeb
 def execute_run(template: Path, out_dir: Path, parameters: dict) -> dict:
     "Run a template into `out_dir`, render `run_html(out_dir)`: its record or written failure."
     record = out_dir/"record.json"
@@ -233,21 +233,21 @@ def study_registry(preset: Preset, settings: Settings) -> dict[str, Ablation]:
                else infpre_subsets(settings.path("infpre")))
     return ablation_registry(subsets)
 
-# %% ../nbs/14_study.ipynb #ac36f303
+# %% ../nbs/20_study.ipynb #ac36f303
 def study_rows(preset: Preset, settings: Settings,
                plan: Path | str | None = None) -> dict[str, Ablation]:
     "The rows a study of `preset` runs: the registry's, or plan `plan`'s (with registry's `unip`)."
     registry = study_registry(preset, settings)
     return read_plan(plan, registry["unip"]) if plan else registry
 
-# %% ../nbs/14_study.ipynb #67a5b2ef
+# %% ../nbs/20_study.ipynb #67a5b2ef
 def prepare_shared_stages(preset: Preset, settings: Settings) -> None:
     "Generate the embedded data and pre-train (or load) the teacher once, before the runs use them."
     shown = sys.stdout.isatty()  # a log file gets no progress bars redrawn into it
     study_roots(preset, settings, progress=shown)
     teacher_for(preset, settings, progress=shown)
 
-# %% ../nbs/14_study.ipynb #a25fda79
+# %% ../nbs/20_study.ipynb #a25fda79
 def reusable_record(record_file: Path, config: dict) -> dict | None:
     "The complete record in `record_file` when it is of a run with exactly `config`, else None."
     try: rec = read_record(record_file)
@@ -278,7 +278,7 @@ def run_study(
         return _run_study(p, settings, templates, out, rows, ablations, seeds, jobs, force,
                           overrides, plan)
 
-# %% ../nbs/14_study.ipynb #8fbbad00
+# %% ../nbs/20_study.ipynb #8fbbad00
 def _run_study(
     p: Preset,
     settings: Settings,
@@ -330,7 +330,7 @@ def _run_study(
                                     notebook=str(out/"index.ipynb")))
     return {n: results[n] for n in [*runs, "summary"]}
 
-# %% ../nbs/14_study.ipynb #6c50b6b8
+# %% ../nbs/20_study.ipynb #6c50b6b8
 def run_one(
     ablation: str,
     preset: str,
