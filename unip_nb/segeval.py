@@ -24,7 +24,7 @@ def confusion_matrix(
     num_classes: int,
     ignore_index: int = IGNORE_INDEX,   # target pixels left out
 ) -> Tensor:
-    "Counts `[K, K]` of (ground truth, prediction) pairs over pixels whose `target` is not ignored."
+    "`[K, K]` counts of (ground truth, prediction) pixel pairs."
     keep = target != ignore_index
     t, p = target[keep].long(), pred[keep].long()
     if t.numel() and (t.min() < 0 or t.max() >= num_classes):
@@ -36,20 +36,22 @@ def confusion_matrix(
     counts = torch.bincount(t * num_classes + p, minlength=num_classes ** 2)
     return counts.reshape(num_classes, num_classes).cpu()
 
+# %% ../nbs/15_segeval.ipynb #6bcad35f
 def iou_per_class(conf: Tensor) -> np.ndarray:
-    "Each class's intersection over union; NaN for a class absent from ground truth and prediction."
+    "Each class's intersection over union (NaN for a class absent)."
     conf = np.asarray(conf, dtype=np.float64)
     inter, union = np.diag(conf), conf.sum(0) + conf.sum(1) - np.diag(conf)
     with np.errstate(invalid="ignore"): return inter / union
 
+# %% ../nbs/15_segeval.ipynb #66b9fdce
 def mean_iou(conf: Tensor) -> float:
-    "Mean IoU over the classes present in ground truth or prediction (mmseg's nanmean)."
+    "Mean IoU over the classes present (mmseg's `nanmean`)."
     return float(np.nanmean(iou_per_class(conf)))
 
 # %% ../nbs/15_segeval.ipynb #27a88aee
 def slide_windows(h: int, w: int, crop: int | tuple,
                   stride: int | tuple) -> list[tuple[int, int, int, int]]:
-    "mmseg's `crop` windows `(y1, y2, x1, x2)`, `stride` apart, the last on the `h` x `w` border."
+    "mmseg's `crop` windows `(y1, y2, x1, x2)` over an `h` x `w` image."
     (ch, cw), (sh, sw) = to_2tuple(crop), to_2tuple(stride)
     if min(ch, cw, sh, sw) < 1:
         raise ValueError(f"crop and stride must be positive, got crop {crop} and stride {stride}")
@@ -60,6 +62,7 @@ def slide_windows(h: int, w: int, crop: int | tuple,
             wins.append((max(y2 - ch, 0), y2, max(x2 - cw, 0), x2))
     return wins
 
+# %% ../nbs/15_segeval.ipynb #54488ed6
 def slide_inference(
     model: nn.Module,
     img: Tensor,           # [B, C, H, W]
@@ -67,7 +70,7 @@ def slide_inference(
     crop: int | tuple,     # window size
     stride: int | tuple,
 ) -> Tensor:
-    "Logits `[B, K, H, W]` averaged over mmseg's sliding windows (short ones padded, cropped back)."
+    "Logits `[B, K, H, W]` averaged over mmseg's sliding windows."
     ch, cw = to_2tuple(crop)
     B, _, H, W = img.shape
     logits, count = img.new_zeros(B, num_classes, H, W), img.new_zeros(1, 1, H, W)
@@ -85,7 +88,7 @@ def evaluate(
     crop: int | tuple,     # sliding window
     stride: int | tuple,
 ) -> dict:
-    "mmseg's `miou`, per-class `iou` and confusion `conf` of `model` on `dl`, by sliding windows."
+    "`miou`, per-class `iou` and confusion `conf` of `model` on `dl`."
     device, was_training = next(model.parameters()).device, model.training
     conf = torch.zeros(num_classes, num_classes, dtype=torch.long)
     model.eval()
@@ -107,7 +110,7 @@ def predict_items(
     stride: int | tuple,
     num_classes: int,
 ) -> list[dict]:
-    "Per item of `idxs`: `index`, raw `image`, ground-truth `mask`, sliding-window `pred` (uint8)."
+    "Per item of `idxs`: its `index`, `image`, ground-truth `mask`, `pred`."
     if num_classes > IGNORE_INDEX:
         raise ValueError(f"{num_classes} classes do not fit a uint8 mask beside {IGNORE_INDEX}")
     device, was_training = next(model.parameters()).device, model.training
@@ -126,7 +129,7 @@ def predict_items(
 
 # %% ../nbs/15_segeval.ipynb #89b1eaad
 def _show_mask(ax, mask: np.ndarray, num_classes: int, title: str):
-    "Class indices `mask` on `ax` with one colour per class and ignored pixels blank."
+    "Class indices `mask` on `ax`, a colour per class, ignored ones blank."
     cmap = plt.get_cmap("turbo", num_classes)
     masked = np.ma.masked_equal(np.asarray(mask), IGNORE_INDEX)
     ax.imshow(masked, cmap=cmap, vmin=0, vmax=num_classes - 1, interpolation="nearest")
@@ -137,7 +140,7 @@ def plot_mask_rows(
     rows: Sequence[tuple[str, np.ndarray, dict]],  # (title, image, {label: class mask})
     num_classes: int,
 ) -> plt.Figure:
-    "One row per image: the image under its title, then each labelled class mask."
+    "One row per image: the image under its title, then each labelled mask."
     cols = 1 + max(len(masks) for _, _, masks in rows)
     fig, axs = plt.subplots(len(rows), cols, figsize=(2.6 * cols, 2.4 * len(rows)), squeeze=False)
     for ax_row, (title, image, masks) in zip(axs, rows):
@@ -158,7 +161,7 @@ def plot_predictions(
     stride: int | tuple,
     num_classes: int,
 ) -> plt.Figure:
-    "Rows of test image | ground truth | sliding-window prediction for the items `idxs` of `ds`."
+    "Rows of test image, ground truth and prediction for the items `idxs`."
     items = predict_items(model, ds, idxs, crop, stride, num_classes)
     masks = lambda it: {"ground truth": it["mask"], "prediction": it["pred"]}
     rows = [(f"{ds.spec.name} test image {it['index']}", it["image"], masks(it)) for it in items]

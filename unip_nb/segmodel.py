@@ -18,7 +18,7 @@ from .segdata import IGNORE_INDEX
 
 # %% ../nbs/14_segmodel.ipynb #bdb31e19
 def vit_features(backbone: VisionTransformer, x: Tensor, layers: Sequence[int]) -> list[Tensor]:
-    "Patch-token maps `[B, C, h, w]` after each 1-based block in `layers`, in order; no final norm."
+    "Patch-token maps `[B, C, h, w]` after each 1-based block in `layers`."
     wanted = check_layers(backbone, layers)
     indices = [l - 1 for l in wanted]  # timm counts blocks from 0
     tokens = backbone.forward_intermediates(x, indices, stop_early=True, intermediates_only=True,
@@ -32,12 +32,13 @@ def vit_features(backbone: VisionTransformer, x: Tensor, layers: Sequence[int]) 
 
 # %% ../nbs/14_segmodel.ipynb #abcc8576
 def spread_layers(depth: int) -> tuple[int, int, int, int]:
-    "Official spread layers, 1-based: depth/3, depth/2, 2 depth/3, the last ((4, 6, 8, 12) for 12)."
+    "The official spread layers of a `depth`-block ViT, 1-based."
     if depth < 3: raise ValueError(f"spread layers need a backbone of depth >= 3, got {depth}")
     return (depth // 3, depth // 2, 2 * depth // 3, depth)
 
+# %% ../nbs/14_segmodel.ipynb #eeae7fbe
 class LLFPN(nn.Module):
-    "Official simple pyramid: four `layers`' maps (default: the last, 4 times) to strides 4 to 32."
+    "The official simple pyramid: four `layers`' maps to strides 4 to 32."
     def __init__(self, backbone: VisionTransformer, layers: Sequence[int] | None = None):
         super().__init__()
         depth, dim = len(backbone.blocks), backbone.embed_dim
@@ -61,18 +62,20 @@ class LLFPN(nn.Module):
 
 # %% ../nbs/14_segmodel.ipynb #b78abffe
 def conv_module(c_in: int, c_out: int, kernel_size: int) -> nn.Sequential:
-    "mmcv's `ConvModule` with default norm and activation: convolution (no bias), BatchNorm, ReLU."
+    "mmcv's `ConvModule`: convolution without bias, BatchNorm, ReLU."
     conv = nn.Conv2d(c_in, c_out, kernel_size, padding=kernel_size // 2, bias=False)
     # mmcv's kaiming_init defaults
     nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
     return nn.Sequential(conv, nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
 
+# %% ../nbs/14_segmodel.ipynb #9fa6f7f1
 def resize(x: Tensor, size: Sequence[int]) -> Tensor:
-    "Bilinear resize of `x` to `size`, `align_corners=False` as every mmseg resize here."
+    "`x` resized bilinearly to `size`, `align_corners=False`."
     return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
 
+# %% ../nbs/14_segmodel.ipynb #3a0aee5c
 class _Classifier(nn.Sequential):
-    "mmseg's `cls_seg`: channel dropout, then a 1x1 convolution initialised with std 0.01."
+    "mmseg's `cls_seg`: channel dropout, then a 1x1 convolution."
     def __init__(self, channels: int, num_classes: int, dropout: float):
         super().__init__(nn.Dropout2d(dropout), nn.Conv2d(channels, num_classes, 1))
         nn.init.normal_(self[1].weight, std=0.01)
@@ -80,7 +83,7 @@ class _Classifier(nn.Sequential):
 
 # %% ../nbs/14_segmodel.ipynb #a79776a1
 class UperHead(nn.Module):
-    "mmseg's `UPerHead` on four `in_channels` levels: PPM on the last, top-down FPN, a classifier."
+    "mmseg's `UPerHead` on four levels: PPM, top-down FPN, a classifier."
     def __init__(
         self,
         in_channels: int,                         # channels of each level
@@ -113,8 +116,9 @@ class UperHead(nn.Module):
         outs = [outs[0]] + [resize(o, outs[0].shape[-2:]) for o in outs[1:]]
         return self.cls(self.fpn_bottleneck(torch.cat(outs, 1)))
 
+# %% ../nbs/14_segmodel.ipynb #aae2a883
 class FCNHead(nn.Module):
-    "mmseg's `FCNHead`, UperNet's aux head: `num_convs` 3x3 ConvModules on one level, a classifier."
+    "mmseg's `FCNHead`: 3x3 ConvModules on one level, then a classifier."
     def __init__(
         self,
         in_channels: int,        # channels of the level read
@@ -138,7 +142,7 @@ class FCNHead(nn.Module):
 
 # %% ../nbs/14_segmodel.ipynb #34caa834
 class SegModel(nn.Module):
-    "ViT backbone, pyramid `neck` on `neck.layers`, `head`, optional `aux_head`; input-size logits."
+    "Backbone, `neck`, `head` and optional `aux_head`: input-size logits."
     def __init__(
         self,
         backbone: VisionTransformer,
@@ -156,6 +160,7 @@ class SegModel(nn.Module):
             return out, resize(self.aux_head(feats), x.shape[-2:])
         return out
 
+# %% ../nbs/14_segmodel.ipynb #8886d232
 def upernet(
     backbone: VisionTransformer,
     num_classes: int,
@@ -163,16 +168,17 @@ def upernet(
     layers: Sequence[int] | None = None,   # LL-FPN's; None: the last block, four times
     aux_channels: int = 256,               # of the FCN auxiliary head
 ) -> SegModel:
-    "The official fine-tuning model: `backbone`, LL-FPN, UperHead and an FCN auxiliary head."
+    "The official fine-tuning model: LL-FPN, UperHead, FCN auxiliary head."
     dim = backbone.embed_dim
     # built first, then the heads: the order their weights are drawn in
     neck = LLFPN(backbone, layers)
     head, aux = UperHead(dim, channels, num_classes), FCNHead(dim, aux_channels, num_classes)
     return SegModel(backbone, neck, head, aux)
 
+# %% ../nbs/14_segmodel.ipynb #1b8da580
 def seg_loss(preds: Tensor | tuple[Tensor, Tensor], target: Tensor,
              aux_weight: float = 0.4) -> Tensor:
-    "mmseg's cross entropy (pixel mean, 255 ignored): main logits plus `aux_weight` x the aux's."
+    "mmseg's cross entropy: main logits plus `aux_weight` x the aux's."
     ce = lambda p: F.cross_entropy(p, target, ignore_index=IGNORE_INDEX, reduction="none").mean()
     if isinstance(preds, Tensor): return ce(preds)
     main, aux = preds
@@ -180,7 +186,7 @@ def seg_loss(preds: Tensor | tuple[Tensor, Tensor], target: Tensor,
 
 # %% ../nbs/14_segmodel.ipynb #c60377db
 class LinearProbe(nn.Module):
-    "Frozen `backbone` (always in eval mode), maps of `layers` concatenated, a 1x1 classifier."
+    "Frozen `backbone`, its `layers`' maps concatenated, a 1x1 classifier."
     def __init__(
         self,
         backbone: VisionTransformer,

@@ -18,9 +18,10 @@ from .training import (NaNGuard, adamw, epochs_for, fit_resumable, group_lrs, pa
 
 # %% ../nbs/16_segtrain.ipynb #e65f24de
 class SkipValidation(Callback):
-    "Skip fastai's per-epoch validation: `evaluate` scores the test set after, by sliding windows."
+    "Skip fastai's per-epoch validation (`evaluate` scores after)."
     def before_validate(self): raise CancelValidException()
 
+# %% ../nbs/16_segtrain.ipynb #f661f4a9
 def _seg_learner(
     model: nn.Module,
     dls: DataLoaders,
@@ -28,7 +29,7 @@ def _seg_learner(
     dataset: str,          # names the recipe's iterations
     groups: list[dict],    # parameter groups (`param_groups`)
 ) -> tuple[Learner, int]:
-    "A Learner on `groups` with the recipe's AdamW and warm-up + poly schedule; the epochs to fit."
+    "Learner on `groups` with the recipe's AdamW and schedule; its epochs."
     iters, warmup = recipe.schedule(dataset)
     epochs = epochs_for(iters, len(dls.train))
     total = epochs * len(dls.train)
@@ -40,19 +41,22 @@ def _seg_learner(
                     splitter=lambda m: groups, cbs=[NaNGuard(), SkipValidation(), schedule])
     return learn, epochs
 
+# %% ../nbs/16_segtrain.ipynb #d4148306
 def finetune_learner(model: SegModel, dls: DataLoaders, recipe: SegRecipe, dataset: str) -> tuple:
-    "Fine-tuning Learner for `model` (layer decay over backbone depth); its epochs for `dataset`."
+    "Fine-tuning Learner for `model` and its epochs for `dataset`."
     depth = len(model.backbone.blocks)
     groups = param_groups(model, recipe.weight_decay, layer_decay=recipe.layer_decay,
                           num_layers=depth)
     return _seg_learner(model, dls, recipe, dataset, groups)
 
+# %% ../nbs/16_segtrain.ipynb #8facfc12
 def probe_learner(probe: LinearProbe, dls: DataLoaders, recipe: SegRecipe, dataset: str) -> tuple:
-    "Linear-probing Learner for `probe` (head only, one lr, all decayed); its epochs for `dataset`."
+    "Linear-probing Learner for `probe` and its epochs for `dataset`."
     # mmcv's default constructor
     groups = param_groups(probe, recipe.weight_decay, no_decay_1d=False)
     return _seg_learner(probe, dls, recipe, dataset, groups)
 
+# %% ../nbs/16_segtrain.ipynb #46641db1
 def train_segmenter(
     model: nn.Module,
     dls: DataLoaders,
@@ -64,7 +68,7 @@ def train_segmenter(
     amp: str | None = None,
     compile: bool = False,
 ) -> dict:
-    "Fine-tune or linear-probe `model` for the recipe's iterations: what ran, the loss per epoch."
+    "Fine-tune or linear-probe `model`: what ran, the loss per epoch."
     if mode not in ("ft", "lp"):
         raise ValueError(f"mode must be 'ft' (fine-tuning) or 'lp' (linear probing), got {mode!r}")
     learn, epochs = (finetune_learner if mode == "ft" else probe_learner)(
