@@ -22,7 +22,7 @@ from .distill import unip_student
 
 # %% ../nbs/11_checkpoints.ipynb #473d52d9
 def read_checkpoint(path: Path) -> dict:
-    "The object in the local file `path`, read on the CPU with `weights_only=True`; errors name it."
+    "The dict in the local file `path`, read with `weights_only=True`."
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"checkpoint {path} is a folder: "
@@ -43,10 +43,11 @@ def read_checkpoint(path: Path) -> dict:
 # %% ../nbs/11_checkpoints.ipynb #bb3ec244
 @dataclass(frozen=True)
 class CheckpointFormat:
-    "Where a format keeps its state dict (`None`: the file is one); prefixes of non-backbone keys."
+    "A checkpoint layout: where its state dict sits, its non-backbone keys."
     containers: tuple
     drop: tuple
 
+# %% ../nbs/11_checkpoints.ipynb #f220b1cc
 CHECKPOINT_FORMATS = {
     "mae":  CheckpointFormat(("model",), ("decoder_", "mask_token")),
     "dino": CheckpointFormat(("teacher", "state_dict", None), ("head.",)),
@@ -58,22 +59,27 @@ CHECKPOINT_FORMATS = {
 _known_extras = tuple(dict.fromkeys(p for f in CHECKPOINT_FORMATS.values() for p in f.drop))
 CHECKPOINT_FORMATS["auto"] = CheckpointFormat(("model", "teacher", "state_dict", None),
                                               _known_extras)
+
+# %% ../nbs/11_checkpoints.ipynb #7d599c4d
 STRIP_PREFIXES = ("module.", "backbone.")
 
+# %% ../nbs/11_checkpoints.ipynb #e716d978
 def checkpoint_format(source: str) -> CheckpointFormat:
-    "The `CheckpointFormat` called `source`, or an error listing the known ones."
+    "The `CheckpointFormat` called `source`, or an error listing them."
     if source not in CHECKPOINT_FORMATS:
         known = ", ".join(CHECKPOINT_FORMATS)
         raise ValueError(f"unknown checkpoint source {source!r}; choose one of {known}")
     return CHECKPOINT_FORMATS[source]
 
+# %% ../nbs/11_checkpoints.ipynb #bf09de45
 def strip_prefixes(key: str, prefixes: tuple = STRIP_PREFIXES) -> str:
-    "`key` without the leading `module.` / `backbone.` prefixes, in any order."
+    "`key` without its leading `module.` / `backbone.` prefixes, any order."
     while key.startswith(prefixes): key = key[len(next(p for p in prefixes if key.startswith(p))):]
     return key
 
+# %% ../nbs/11_checkpoints.ipynb #74b0a41f
 def extract_state_dict(obj: dict, source: str = "auto", name: str = "checkpoint") -> dict:
-    "The backbone state dict in `obj` (format `source`), prefixes stripped; errors name `name`."
+    "Backbone state dict in `obj` of format `source`, prefixes stripped."
     fmt = checkpoint_format(source)
     for c in fmt.containers:
         sd = obj if c is None else obj.get(c)
@@ -86,15 +92,16 @@ def extract_state_dict(obj: dict, source: str = "auto", name: str = "checkpoint"
 # %% ../nbs/11_checkpoints.ipynb #2fae9c05
 @dataclass(frozen=True)
 class LoadReport:
-    "What `load_vit_checkpoint` did: keys missing, unexpected, dropped as known extras, resampled."
+    "What `load_vit_checkpoint` did with the keys of the file `path`."
     path: str
     missing: tuple
     unexpected: tuple
     ignored: tuple
     resized: tuple  # (key, shape in the file, shape in the model)
 
+# %% ../nbs/11_checkpoints.ipynb #22e8bc85
 def _fit_pos_embed(pe: Tensor, model: VisionTransformer, name: str) -> Tensor:
-    "`pe` resampled to the model's patch grid (prefix positions kept); an error if not square."
+    "`pe` resampled to the patch grid of `model`, prefix positions kept."
     prefix = 0 if model.no_embed_class else model.num_prefix_tokens
     n = pe.shape[1] - prefix
     side = math.isqrt(max(n, 0))
@@ -105,8 +112,9 @@ def _fit_pos_embed(pe: Tensor, model: VisionTransformer, name: str) -> Tensor:
     return resample_abs_pos_embed(pe, new_size=grid, old_size=[side, side],
                                   num_prefix_tokens=prefix)
 
+# %% ../nbs/11_checkpoints.ipynb #6fb78a34
 def _blocks_in(sd: dict) -> set[int]:
-    "The 0-based block indices that keys `blocks.<i>.*` of state dict `sd` name."
+    "The 0-based block indices named by keys `blocks.<i>.*` of `sd`."
     return {int(k.split(".")[1]) for k in sd
             if k.startswith("blocks.") and k.split(".")[1].isdigit()}
 
@@ -116,7 +124,7 @@ def load_vit_checkpoint(
     source: str = "auto",     # a `CHECKPOINT_FORMATS` key: mae, dino, ibot, deit, unip or auto
     obj: dict | None = None,  # the file's content, if already read
 ) -> LoadReport:
-    "Load an official (MAE, DINO, iBOT, DeiT or timm) checkpoint into `model`; refuse a misfit."
+    "Load an official or timm checkpoint into `model`; refuse a misfit."
     sd = extract_state_dict(read_checkpoint(path) if obj is None else obj, source, str(path))
     fmt, target = checkpoint_format(source), model.state_dict()
     ignored = [k for k in sd if k.startswith(fmt.drop)]
@@ -164,7 +172,7 @@ def load_teacher(
     source: str = "auto",   # the checkpoint's format (`load_vit_checkpoint`)
     **kwargs,               # to `create_vit`
 ) -> VisionTransformer:
-    "`create_vit(arch, img_size)` with checkpoint `path` loaded; an error if a weight is missing."
+    "`create_vit(arch, img_size)` with teacher checkpoint `path` loaded."
     model = create_vit(arch, img_size, **kwargs)
     report = load_vit_checkpoint(model, path, source)
     if report.missing:
@@ -178,7 +186,7 @@ def load_teacher(
 # %% ../nbs/11_checkpoints.ipynb #b4025d6c
 @dataclass(frozen=True)
 class PaperTeacher:
-    "A paper teacher: timm arch, file, `CHECKPOINT_FORMATS` layout, depth, heads, distilled layer."
+    "A paper teacher: its architecture, file, layout, shape and layer."
     arch: str
     file: str
     source: str
@@ -186,6 +194,7 @@ class PaperTeacher:
     heads: int
     layer: int
 
+# %% ../nbs/11_checkpoints.ipynb #23e925c8
 PAPER_TEACHERS = {
     "mae_large": PaperTeacher("vit_large_patch16_224", "mae_pretrain_vit_large.pth",
                               "mae", 24, 16, 18),
@@ -194,11 +203,16 @@ PAPER_TEACHERS = {
     "ibot_large": PaperTeacher("vit_large_patch16_224", "vitl_16/checkpoint_teacher.pth",
                                "ibot", 24, 16, 21),
 }
+
+# %% ../nbs/11_checkpoints.ipynb #2fa94060
 PAPER_TEACHER_LAYERS = {name: t.layer for name, t in PAPER_TEACHERS.items()}
+
+# %% ../nbs/11_checkpoints.ipynb #73d68913
 UNIP_STUDENT_ARCHS = {"unip_vit_tiny_patch16": "vit_tiny_patch16_224",
                       "unip_vit_small_patch16": "vit_small_patch16_224",
                       "unip_vit_base_patch16": "vit_base_patch16_224"}
 
+# %% ../nbs/11_checkpoints.ipynb #5809b507
 def paper_teacher(name: str) -> PaperTeacher:
     "The `PaperTeacher` called `name`, or an error listing the known ones."
     if name not in PAPER_TEACHERS:
@@ -211,27 +225,30 @@ STUDENT_FILE_NAME = re.compile(rf"(?P<teacher>{'|'.join(PAPER_TEACHERS)})_layer(
                                r"_distill_unip_(?P<size>tiny|small|base)")
 
 def student_name_info(path: Path) -> dict | None:
-    "Teacher, layer and size in an official file name (as `mae_large_layer18_...`), or None."
+    "Teacher, layer and size in an official student file name, or None."
     m = STUDENT_FILE_NAME.search(Path(path).name)
     return None if m is None else dict(teacher=m["teacher"], layer=int(m["layer"]), size=m["size"])
 
+# %% ../nbs/11_checkpoints.ipynb #2330949f
 def training_args(obj: dict) -> dict:
-    "Checkpoint `obj`'s saved training arguments (`args`: a Namespace or a dict) as a dict, or {}."
+    "The training arguments saved in checkpoint `obj`, as a dict, or {}."
     args = obj.get("args")
     return (vars(args) if isinstance(args, argparse.Namespace)
             else args if isinstance(args, dict) else {})
 
+# %% ../nbs/11_checkpoints.ipynb #4605894e
 def recorded_last_heads(obj: dict, path: Path) -> dict[str, int]:
-    "Last block's heads that checkpoint `obj` (from `path`) records: by its args, by its file name."
+    "Last block's heads that checkpoint `obj` at `path` records, by source."
     found, args, info = {}, training_args(obj), student_name_info(path)
     if args.get("last_heads") is not None: found["args.last_heads"] = int(args["last_heads"])
     if info is not None:
         found[f"file name ({info['teacher']})"] = PAPER_TEACHERS[info["teacher"]].heads
     return found
 
+# %% ../nbs/11_checkpoints.ipynb #1c6c6cbb
 def choose_last_heads(recorded: dict[str, int], last_heads: int | None = None,
                       regroup: bool = False, name: str = "checkpoint") -> int:
-    "Last block's heads: what `recorded` agrees on, checked against `last_heads` unless `regroup`."
+    "Last block's head count: `recorded`'s, checked against `last_heads`."
     if len(set(recorded.values())) > 1:
         raise ValueError(f"{name} records conflicting head counts for its last block: {recorded}")
     trained = next(iter(recorded.values()), None)
@@ -253,12 +270,13 @@ def choose_last_heads(recorded: dict[str, int], last_heads: int | None = None,
 # %% ../nbs/11_checkpoints.ipynb #362823c5
 @dataclass(frozen=True)
 class StudentLoad:
-    "What `load_unip_student` did: `LoadReport`, last block's heads and why, file entries not read."
+    "What `load_unip_student` did: report, heads and why, entries not read."
     report: LoadReport
     last_heads: int
     heads_from: dict
     not_read: tuple
 
+# %% ../nbs/11_checkpoints.ipynb #1007bc6f
 def load_unip_student(
     arch: str | dict,               # timm name or `VisionTransformer` arguments of the student
     img_size: int,
@@ -267,7 +285,7 @@ def load_unip_student(
     regroup: bool = False,          # may regroup into another `last_heads` (official fine-tuning)
     drop_path: float = 0.1,         # stochastic depth of every block
 ) -> tuple[VisionTransformer, StudentLoad]:
-    "`unip_student(arch, img_size, last_heads)` with `path` loaded; other arch or heads: an error."
+    "`unip_student(arch, img_size, last_heads)` with student `path` loaded."
     obj = read_checkpoint(path)
     recorded = recorded_last_heads(obj, path)
     heads = choose_last_heads(recorded, last_heads, regroup, str(path))
@@ -288,7 +306,7 @@ def load_unip_student(
 # %% ../nbs/11_checkpoints.ipynb #35f24850
 def load_paper_teacher(name: str, path: Path, img_size: int = 224,
                        arch: str | dict | None = None) -> tuple[VisionTransformer, int]:
-    "Teacher `name` from its official file `path` (layout, shape checked), and the layer distilled."
+    "Teacher `name` from its official file `path`, and its distilled layer."
     t = paper_teacher(name)
     teacher = load_teacher(t.arch if arch is None else arch, img_size, path, t.source)
     depth, heads = len(teacher.blocks), teacher.blocks[0].attn.num_heads

@@ -26,18 +26,20 @@ from .training import (NaNGuard, accumulation, adamw, fit_resumable, group_lrs,
 
 # %% ../nbs/09_mae.ipynb #596942a2
 def sincos_pos_embed(grid: tuple, dim: int, prefix: int = 1) -> Tensor:
-    "Fixed 2-D sin-cos position embedding `[1, prefix + H*W, dim]` of patch `grid`; prefix rows 0."
+    "Fixed 2-D sin-cos table `[1, prefix + H*W, dim]` for patch `grid`."
     return torch.cat([torch.zeros(prefix, dim), build_sincos2d_pos_embed(list(grid), dim)])[None]
 
+# %% ../nbs/09_mae.ipynb #79fc79e4
 def fix_sincos_pos_embed(vit: VisionTransformer) -> VisionTransformer:
-    "Set `vit.pos_embed` to the fixed sin-cos table and freeze it, as MAE and the UNIP student do."
+    "`vit` with `pos_embed` set to the fixed sin-cos table, frozen."
     table = sincos_pos_embed(vit.patch_embed.grid_size, vit.embed_dim, vit.num_prefix_tokens)
     with torch.no_grad(): vit.pos_embed.copy_(table)
     vit.pos_embed.requires_grad_(False)
     return vit
 
+# %% ../nbs/09_mae.ipynb #b18d73dd
 def random_masking(x: Tensor, mask_ratio: float) -> tuple[Tensor, Tensor, Tensor]:
-    "Per-sample random masking of `x` `[B, N, D]`: kept tokens, mask (1 = removed), ids_restore."
+    "Random masking of `x` `[B, N, D]`: kept tokens, mask, `ids_restore`."
     B, N, D = x.shape
     keep = int(N * (1 - mask_ratio))
     ids_shuffle = torch.rand(B, N, device=x.device).argsort(1)
@@ -47,6 +49,7 @@ def random_masking(x: Tensor, mask_ratio: float) -> tuple[Tensor, Tensor, Tensor
     mask[:, :keep] = 0
     return kept, mask.gather(1, ids_restore), ids_restore
 
+# %% ../nbs/09_mae.ipynb #8d1fc1ca
 def _mae_init(m: nn.Module):
     "MAE's initialisation of linear and norm layers."
     if isinstance(m, nn.Linear):
@@ -56,21 +59,23 @@ def _mae_init(m: nn.Module):
         nn.init.ones_(m.weight)
         nn.init.zeros_(m.bias)
 
+# %% ../nbs/09_mae.ipynb #3d2bdfeb
 def _init_patch_and_cls(vit: VisionTransformer):
-    "MAE's initialisation of the patch embedding (as a linear layer) and of the class token."
+    "MAE's initialisation of the patch embedding and the class token."
     w = vit.patch_embed.proj.weight.data
     nn.init.xavier_uniform_(w.view(w.shape[0], -1))
     nn.init.normal_(vit.cls_token, std=0.02)
 
+# %% ../nbs/09_mae.ipynb #31c9f87e
 def mae_init_vit(vit: VisionTransformer) -> VisionTransformer:
-    "`vit` initialised as MAE and UNIP do: xavier-uniform linears and patch embedding, unit norms."
+    "`vit` initialised as MAE and UNIP do."
     vit.apply(_mae_init)
     _init_patch_and_cls(vit)
     return vit
 
 # %% ../nbs/09_mae.ipynb #b277c32f
 class MAE(nn.Module):
-    "Masked autoencoder around timm ViT `encoder`: `forward` gives (predictions, mask), `loss` MSE."
+    "Masked autoencoder around the timm ViT `encoder`."
     def __init__(
         self,
         encoder: VisionTransformer,
@@ -104,7 +109,7 @@ class MAE(nn.Module):
         nn.init.normal_(self.mask_token, std=0.02)
 
     def forward_encoder(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        "Encoded class token and kept patches, the mask and the restoring indices."
+        "Encoded class token and kept patches, mask and restoring indices."
         enc = self.encoder
         kept, mask, ids_restore = random_masking(enc.patch_embed(x) + enc.pos_embed[:, 1:],
                                                  self.mask_ratio)
@@ -112,7 +117,7 @@ class MAE(nn.Module):
         return enc.norm(enc.blocks(enc.norm_pre(torch.cat([cls, kept], 1)))), mask, ids_restore
 
     def forward_decoder(self, latent: Tensor, ids_restore: Tensor) -> Tensor:
-        "Pixel predictions `[B, N, patch² x 3]` for every patch, from the encoded kept tokens."
+        "Pixel predictions `[B, N, patch² x 3]` of every patch from `latent`."
         h = self.decoder_embed(latent)
         B, N = ids_restore.shape
         patches = torch.cat([h[:, 1:], self.mask_token.expand(B, N + 1 - h.shape[1], -1)], 1)
@@ -126,14 +131,14 @@ class MAE(nn.Module):
         return self.forward_decoder(latent, ids_restore), mask
 
     def patchify(self, imgs: Tensor) -> Tensor:
-        "Images `[B, 3, H, W]` as patches `[B, N, patch² x 3]`, in MAE's pixel order."
+        "`imgs` `[B, 3, H, W]` as patches `[B, N, patch² x 3]`, MAE's order."
         p, (B, C, H, W) = self.patch_size, imgs.shape
         # [B, h, w, p, p, C]
         grid = imgs.reshape(B, C, H // p, p, W // p, p).permute(0, 2, 4, 3, 5, 1)
         return grid.reshape(B, (H // p) * (W // p), p * p * C)
 
     def loss(self, out: tuple[Tensor, Tensor], imgs: Tensor) -> Tensor:
-        "MSE on the masked patches, against per-patch normalised pixels when `norm_pix_loss`."
+        "MSE on the masked patches, against their (normalised) pixels."
         pred, mask = out
         target = self.patchify(imgs)
         if self.norm_pix_loss:
@@ -150,13 +155,14 @@ def mae_transform(size: int) -> transforms.Compose:
     return transforms.Compose([crop, transforms.RandomHorizontalFlip(), transforms.ToTensor(),
                                normalise])
 
+# %% ../nbs/09_mae.ipynb #ac107591
 def _autoencoder_item(path: str, tf) -> tuple[Tensor, Tensor]:
     "An image transformed once, as both input and target."
     x = tf(load_image(path))
     return x, x
 
 def mae_dataloaders(paths: list, size: int, bs: int, num_workers: int = 0) -> DataLoaders:
-    "Shuffled full batches of `(image, image)` from files `paths`, and an empty validation loader."
+    "Shuffled full batches of `(image, image)` from files `paths`."
     item = partial(_autoencoder_item, tf=mae_transform(size))
     dls = training_dataloaders(list(paths), bs, after_item=item, num_workers=num_workers)
     if len(dls.train) == 0:
@@ -165,14 +171,15 @@ def mae_dataloaders(paths: list, size: int, bs: int, num_workers: int = 0) -> Da
             "generate more embedded data or lower the batch size")
     return dls
 
+# %% ../nbs/09_mae.ipynb #d3898de3
 def mae_decoder_args(embed_dim: int) -> dict:
-    "This project's MAE decoder for width `embed_dim`: 2/3 its width (x 32), 4 blocks, heads of 32."
+    "Arguments of this project's MAE decoder for encoder width `embed_dim`."
     dim = max(32, 32 * round(embed_dim * 2 / 3 / 32))
     return dict(decoder_dim=dim, decoder_depth=4, decoder_heads=dim // 32)
 
 # %% ../nbs/09_mae.ipynb #5b16cb8a
 def mae_learner(mae: MAE, dls: DataLoaders, recipe: PretrainRecipe) -> Learner:
-    "A fastai `Learner` training `mae` with `recipe`'s official optimiser (schedule: `fit_mae`)."
+    "A fastai `Learner` training `mae` with `recipe`'s optimiser."
     cbs = [NaNGuard(), *accumulation(recipe)]
     groups = partial(param_groups, weight_decay=recipe.weight_decay)
     learn = Learner(dls, mae, loss_func=mae.loss, opt_func=adamw(recipe.betas), splitter=groups,
@@ -180,21 +187,23 @@ def mae_learner(mae: MAE, dls: DataLoaders, recipe: PretrainRecipe) -> Learner:
     learn.recorder.valid_metrics = False
     return learn
 
+# %% ../nbs/09_mae.ipynb #c5078d36
 def fit_mae(
     learn: Learner,
     recipe: PretrainRecipe,
     progress: bool = True,
     checkpoint: Path | None = None,   # resume file (see `fit_resumable`)
 ) -> dict:
-    "Train at the linear-scaled lr, warm-up then cosine decay, resuming if it can; epoch losses."
+    "Fit `learn` on `recipe`'s schedule, resuming if it can; epoch losses."
     lrs = group_lrs(param_groups(learn.model, recipe.weight_decay),
                     official_lr(recipe.blr, recipe.batch_size))
     schedule = warmup_cosine(lrs, recipe.warmup_epochs / recipe.epochs)
     return fit_resumable(learn, recipe.epochs, checkpoint, "teacher", progress, cbs=[schedule])
 
+# %% ../nbs/09_mae.ipynb #69090776
 @torch.no_grad()
 def mae_probe_loss(mae: MAE, imgs: Tensor, seed: int = 0) -> float:
-    "MAE loss of `imgs` in eval mode, masks drawn from `seed`; the global random state is kept."
+    "MAE loss of `imgs` in eval mode, masks drawn from `seed`."
     was_training, imgs = mae.training, imgs.to(next(mae.parameters()).device)
     mae.eval()
     with torch.random.fork_rng():
