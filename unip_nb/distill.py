@@ -33,7 +33,7 @@ from .training import (NaNGuard, accumulation, adamw, fit_resumable, group_lrs, 
 
 # %% ../nbs/10_distill.ipynb #c1d49f55
 class _GeluLinear(torch.autograd.Function):
-    "`F.linear(F.gelu(h), weight, bias)` keeping `h`, not `gelu(h)`; backward recomputes the GELU."
+    "`F.linear(F.gelu(h), weight, bias)` that keeps only `h` for backward."
     @staticmethod
     def forward(ctx, h: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         ctx.save_for_backward(h, weight)
@@ -50,13 +50,13 @@ class _GeluLinear(torch.autograd.Function):
 
 # %% ../nbs/10_distill.ipynb #152194c7
 class LowMemoryMlp(Mlp):
-    "timm's `Mlp` (exact GELU, no dropout, no norm) whose backward recomputes the GELU."
+    "timm's `Mlp` whose backward recomputes the GELU."
     def forward(self, x: Tensor) -> Tensor:
         return _GeluLinear.apply(self.fc1(x), self.fc2.weight, self.fc2.bias)
 
 # %% ../nbs/10_distill.ipynb #3ef7270f
 def low_memory_mlps(vit: VisionTransformer) -> VisionTransformer:
-    "`vit` with every block's MLP a `LowMemoryMlp`, in place (weights and state-dict keys kept)."
+    "`vit` with every block's MLP made a `LowMemoryMlp`, in place."
     for i, blk in enumerate(vit.blocks, start=1):
         m = blk.mlp
         plain = (type(m) in (Mlp, LowMemoryMlp) and type(m.act) is nn.GELU
@@ -70,7 +70,7 @@ def low_memory_mlps(vit: VisionTransformer) -> VisionTransformer:
 
 # %% ../nbs/10_distill.ipynb #8593ed60
 def set_drop_path(vit: VisionTransformer, rates: list[float]) -> VisionTransformer:
-    "`vit` with stochastic depth `rates[i]` on both branches of block i (0: none), in place."
+    "`vit` with stochastic depth `rates[i]` in block i, in place."
     if len(rates) != len(vit.blocks):
         raise ValueError(f"{len(rates)} drop-path rates for {len(vit.blocks)} blocks")
     for blk, rate in zip(vit.blocks, rates):
@@ -86,7 +86,7 @@ def unip_student(
     drop_path: float = 0.1,                 # stochastic depth of every block
     block_heads: dict[int, int] | None = None,  # heads of other (1-based) blocks learning attention
 ) -> VisionTransformer:
-    "The official UNIP student as a timm ViT: distilled heads, MAE's init, fixed sin-cos positions."
+    "The official UNIP student as a timm ViT."
     vit = create_vit(arch, img_size)
     depth, dim = len(vit.blocks), vit.embed_dim
     heads = dict(block_heads or {})
@@ -106,7 +106,7 @@ def unip_student(
 
 # %% ../nbs/10_distill.ipynb #8d796e7b
 def had_loss(student_logits: Tensor, teacher_logits: Tensor, loss_type: str = "KL") -> Tensor:
-    "Hybrid-attention distillation loss: summed over keys, averaged over batch, heads and queries."
+    "HAD loss: KL or CE over keys, averaged over batch, heads and queries."
     if student_logits.shape != teacher_logits.shape:
         raise ValueError(f"student logits {tuple(student_logits.shape)} and teacher logits "
                          f"{tuple(teacher_logits.shape)} differ: "
@@ -120,7 +120,7 @@ def had_loss(student_logits: Tensor, teacher_logits: Tensor, loss_type: str = "K
 
 # %% ../nbs/10_distill.ipynb #866f3f59
 def feature_loss(student_features: Tensor, teacher_features: Tensor) -> Tensor:
-    "Smooth-L1 between the projected student features and the layer-normalised teacher tokens."
+    "Smooth-L1 of student features against layer-normed teacher tokens."
     return F.smooth_l1_loss(student_features.float(),
                             F.layer_norm(teacher_features.float(), teacher_features.shape[-1:]))
 
@@ -133,7 +133,7 @@ def _whole(v) -> bool: return isinstance(v, int) and not isinstance(v, bool) and
 # %% ../nbs/10_distill.ipynb #8b05c7a3
 @dataclass(frozen=True)
 class Term:
-    "A distillation term: student block `student_layer` learns a teacher layer's logits or tokens."
+    "One distillation term: what a student block learns from the teacher."
     kind: str = "attention"           # "attention" (HAD on q·k logits) or "feature" (smooth-L1)
     layer: int | str | None = None    # teacher layer (from 1), "hybrid", "last"; None: per `heads`
     student_layer: int | None = None  # the student block that learns it (1-based); None: the last
@@ -175,7 +175,7 @@ TARGETS = ("hybrid", "last", "feature", "none")  # the shorthands, one term each
 
 # %% ../nbs/10_distill.ipynb #f14b98b1
 def parse_target(target: str | int | list) -> str | int | list:
-    "A target from a command line: a layer number's text as a number, JSON text of terms as a list."
+    "`target` from a command line: digits as a number, JSON as a list."
     if isinstance(target, str) and target.isdigit(): return int(target)
     if not (isinstance(target, str) and target.lstrip().startswith("[")): return target
     try: return json.loads(target)
@@ -184,7 +184,7 @@ def parse_target(target: str | int | list) -> str | int | list:
 
 # %% ../nbs/10_distill.ipynb #18f9e328
 def target_terms(target: str | int | list | tuple) -> tuple[Term, ...]:
-    "A target's terms: a shorthand (`TARGETS`, a teacher layer), a list of `Term`s or their fields."
+    "The terms of `target`: a shorthand, a layer or a list of terms."
     target = parse_target(target)
     if isinstance(target, (list, tuple)):
         if not target:
@@ -217,7 +217,7 @@ def resolve_terms(
     layer_nmi: pd.DataFrame | None = None,  # the teacher's `layerwise_nmi`, for "nmi" heads
     s: float = HYBRID_TARGET,               # the NMI "nmi" heads are closest to
 ) -> tuple[Term, ...]:
-    "`terms` with each teacher layer, student block and head a number; errors name what is missing."
+    "`terms` with each teacher layer, student block and head a number."
     out = []
     for t in terms:
         k = student_depth if t.student_layer is None else t.student_layer
@@ -244,13 +244,13 @@ def resolve_terms(
 
 # %% ../nbs/10_distill.ipynb #12cffbeb
 def distilled_heads(term: Term, teacher_heads: int) -> int:
-    "How many teacher heads a resolved attention term distils: its pairs, or all of its layer's."
+    "How many teacher heads the resolved attention `term` distils."
     return teacher_heads if term.heads is None else len(term.heads)
 
 # %% ../nbs/10_distill.ipynb #37ca88ee
 def student_block_heads(terms: tuple[Term, ...], teacher_heads: int,
                         student_depth: int) -> dict[int, int]:
-    "Heads per student block: the teacher's in the last; in one learning attention, its terms'."
+    "Heads of the last student block and of each block learning attention."
     heads = {student_depth: teacher_heads}
     learnt = {}
     for t in terms:
@@ -264,7 +264,7 @@ def student_block_heads(terms: tuple[Term, ...], teacher_heads: int,
 # %% ../nbs/10_distill.ipynb #8461438f
 def target_record(terms: tuple[Term, ...],
                   student_depth: int) -> tuple[str, int] | list[dict] | None:
-    "Record/cache-key form of `terms`: a shorthand's `(kind, layer)`, else each term's fields."
+    "`terms` in the form that records and cache keys keep."
     if not terms: return None
     t = terms[0]
     if len(terms) == 1 and (t.student_layer, t.heads, t.weight) == (student_depth, None, 1.0):
@@ -280,7 +280,7 @@ def teacher_layers(terms: tuple[Term, ...], kind: str | None = None) -> list[int
 # %% ../nbs/10_distill.ipynb #a5c8ccfc
 def teacher_targets(teacher: VisionTransformer, x: Tensor,
                     terms: tuple[Term, ...]) -> tuple[Tensor, ...]:
-    "Per resolved term, the teacher's logits `[B, heads, N, N]` or tokens `[B, N, C]`, in one pass."
+    "The teacher's target of each resolved term, from one pass."
     logit_layers, token_layers = (teacher_layers(terms, "attention"),
                                   teacher_layers(terms, "feature"))
     got = {(kind, l): out
@@ -294,7 +294,7 @@ def teacher_targets(teacher: VisionTransformer, x: Tensor,
 
 # %% ../nbs/10_distill.ipynb #dadffde4
 class TeacherTarget(Callback):
-    "Set each batch's targets, one per resolved term, from a frozen teacher on the batches' device."
+    "Set each batch's targets, one per resolved term, from a frozen teacher."
     # inside the autocast of mixed precision, as the official teacher forward
     order = MixedPrecision.order + 1
     def __init__(self, teacher: VisionTransformer, terms: tuple[Term, ...]):
@@ -305,7 +305,7 @@ class TeacherTarget(Callback):
 
 # %% ../nbs/10_distill.ipynb #0704d1f0
 class DistilledStudent(nn.Module):
-    "The distilled student: per term, its block's logits or normed tokens at the teacher's width."
+    "The student as trained: per term, its block's logits or tokens."
     def __init__(self, vit: VisionTransformer, terms: tuple[Term, ...], teacher_dim: int):
         super().__init__()
         self.vit, self.terms = vit, terms
@@ -323,7 +323,7 @@ class DistilledStudent(nn.Module):
 
 # %% ../nbs/10_distill.ipynb #e125d2b4
 def terms_loss(terms: tuple[Term, ...], preds: tuple[Tensor, ...], *targets: Tensor) -> Tensor:
-    "The distillation loss: each term's `had_loss` or `feature_loss`, times its weight, summed."
+    "The distillation loss: the weighted sum of the terms' losses."
     loss = lambda t: had_loss if t.kind == "attention" else feature_loss
     losses = [loss(t)(p, y) for t, p, y in zip(terms, preds, targets)]
     return sum(t.weight * loss for t, loss in zip(terms, losses))
@@ -342,7 +342,7 @@ def pretrain_dataloaders(
     seed: int = 0,         # draws each epoch's order
     num_workers: int = 0,  # loading processes
 ) -> DataLoaders:
-    "Shuffled, augmented InfMix batches for pre-training (and an empty validation loader)."
+    "Shuffled, augmented InfMix batches, with an empty validation loader."
     if len(ds) < batch_size:
         raise ValueError(f"InfMix has {len(ds)} images, fewer than one batch of {batch_size}")
     return training_dataloaders(_Images(infmix_torch(ds, size)), batch_size, seed,
@@ -355,7 +355,7 @@ def distill_learner(
     dls: DataLoaders,
     recipe: PretrainRecipe,
 ) -> Learner:
-    "A fastai Learner distilling `teacher` into `student` by its terms, with the official recipe."
+    "A fastai `Learner` that distils `teacher` into `student` by its terms."
     groups = param_groups(student, recipe.weight_decay)
     lr = official_lr(recipe.blr, recipe.batch_size)
     schedule = warmup_cosine(group_lrs(groups, lr), recipe.warmup_epochs / recipe.epochs)
@@ -371,7 +371,7 @@ def check_pair(
     student: VisionTransformer,
     terms: tuple[Term, ...] | None = None,  # None: every teacher head into the last block
 ) -> None:
-    "Refuse a teacher and student whose outputs can't match: attention terms' heads, token count."
+    "Refuse a teacher and student whose outputs cannot match."
     th, depth = teacher.blocks[0].attn.num_heads, len(student.blocks)
     for t in terms or (Term(layer=len(teacher.blocks), student_layer=depth),):
         if t.kind != "attention": continue
@@ -402,7 +402,7 @@ def distill(
     compile: bool = False,
     num_workers: int = 0,              # loading processes
 ) -> tuple[VisionTransformer, dict]:
-    "Distil `teacher` into `student` by `terms` on InfMix `ds`: student, losses, epoch resumed at."
+    "Distil `teacher` into `student` by `terms` on InfMix `ds`."
     check_pair(teacher, student, terms)
     module = DistilledStudent(student, terms, teacher.embed_dim)
     dls = pretrain_dataloaders(ds, size, split_batch(recipe), seed, num_workers)

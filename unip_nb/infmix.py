@@ -22,7 +22,7 @@ from torchvision.transforms import InterpolationMode
 # %% ../nbs/08_infmix.ipynb #d89da386
 @dataclass(frozen=True)
 class InfMixSpec:
-    "What goes into an InfMix: source roots (None: left out), InfPre subsets, grey, subsampling."
+    "What goes into an InfMix: sources, subsets, grey, subsampling."
     infpre: Path | None = None
     in1k: Path | None = None
     coco: Path | None = None
@@ -43,7 +43,7 @@ class InfMixSpec:
 
 # %% ../nbs/08_infmix.ipynb #1fdcd230
 def list_images(folder: Path) -> list[Path]:
-    "Image files in `folder`, numerically if all stems are numbers, else by name; an error if none."
+    "Image files in `folder`, by number or by name; an error if none."
     folder = Path(folder)
     if not folder.is_dir(): raise FileNotFoundError(f"image folder {folder} does not exist")
     files = [p for p in folder.iterdir() if is_image_file(p)]
@@ -54,7 +54,7 @@ def list_images(folder: Path) -> list[Path]:
 
 # %% ../nbs/08_infmix.ipynb #58216588
 def infpre_subsets(root: Path) -> list[str]:
-    "Names of the InfPre sub-datasets under `root` (folders holding a `thermal/` folder)."
+    "Names of the InfPre sub-datasets under `root`."
     root = Path(root)
     if not root.is_dir(): raise FileNotFoundError(f"InfPre root {root} does not exist")
     subs = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
@@ -66,7 +66,7 @@ def infpre_subsets(root: Path) -> list[str]:
 
 # %% ../nbs/08_infmix.ipynb #8ba4e61b
 def list_infmix(spec: InfMixSpec) -> list[tuple[str, str, str]]:
-    "Every image of the mixture as (path, source, sub-dataset), before subsampling."
+    "Every image of `spec` as (path, source, sub-dataset)."
     rows = []
     if spec.infpre:
         found = infpre_subsets(spec.infpre)
@@ -92,7 +92,7 @@ def list_infmix(spec: InfMixSpec) -> list[tuple[str, str, str]]:
 
 # %% ../nbs/08_infmix.ipynb #74bc8a93
 def load_image(path: str, gray: bool = False, scaling: str = "percentile") -> Image.Image:
-    "Decode `path` to RGB (through L when `gray`, as the official loader); an error names the file."
+    "Decode `path` to RGB, through L when `gray`; errors name the file."
     im = read_image(path, "RGB", scaling)
     return im.convert("L").convert("RGB") if gray else im
 
@@ -111,7 +111,7 @@ def corrupt_images(
     cache_dir: Path | None = None,   # keeps each check's result, keyed by file path, size, time
     num_proc: int | None = None,     # decoding processes (`datasets.Dataset.map`); None: this one
 ) -> list[str]:
-    "The images among `paths` that do not decode; with `cache_dir`, a file version is decoded once."
+    "The images among `paths` that do not decode (cached in `cache_dir`)."
     kept, errors = None, None
     if cache_dir is not None:
         versions = [(p, s.st_size, s.st_mtime_ns) for p in paths for s in [os.stat(p)]]
@@ -140,7 +140,7 @@ def build_infmix(
     cache_dir: Path | None = None,   # where the check's result is kept
     num_proc: int | None = None,     # processes that decode
 ) -> datasets.Dataset:
-    "The mixture as a `datasets.Dataset` of path, source, subset; each image checked if `check`."
+    "The mixture as a `datasets.Dataset` of path, source and subset."
     rows = list_infmix(spec)
     if spec.data_ratio != 1.0: rows = rows[::int(1 / spec.data_ratio)]
     paths = [r[0] for r in rows]
@@ -179,7 +179,7 @@ def _to_tensors(batch: dict, tf, gray: bool, scaling: str) -> dict:
             "source": batch["source"]}
 
 def infmix_torch(ds: datasets.Dataset, size: int) -> datasets.Dataset:
-    "`ds` decoded, augmented on access (grey per spec): items `{'image': Tensor, 'source': str}`."
+    "`ds` as tensors, each item decoded and augmented on access."
     spec = infmix_meta(ds)["spec"]
     load = partial(_to_tensors, tf=infmix_transform(size), gray=spec["gray"],
                    scaling=spec["thermal_scaling"])
@@ -187,7 +187,7 @@ def infmix_torch(ds: datasets.Dataset, size: int) -> datasets.Dataset:
 
 # %% ../nbs/08_infmix.ipynb #054e4a84
 def infmix_variants(base: InfMixSpec) -> dict[str, InfMixSpec]:
-    "The seed's ablation B as specs: full, no_gray, no_<source present>, without_<InfPre subset>."
+    "The seed's ablation B as specs, by variant name."
     v = {"full": base, "no_gray": replace(base, gray=False)}
     v |= {f"no_{s}": replace(base, **{s: None}) for s in SOURCES if getattr(base, s)}
     subs = base.infpre_subsets or (infpre_subsets(base.infpre) if base.infpre else [])
@@ -197,7 +197,7 @@ def infmix_variants(base: InfMixSpec) -> dict[str, InfMixSpec]:
 
 # %% ../nbs/08_infmix.ipynb #c27b7d88
 def infmix_summary(variants: dict[str, datasets.Dataset]) -> pd.DataFrame:
-    "Images per source (and skipped corrupt files, and the grey flag) of each built variant."
+    "Images per source, grey flag and skipped files of each built variant."
     rows = {}
     for name, ds in variants.items():
         counts = pd.Series(ds["source"]).value_counts()

@@ -43,7 +43,7 @@ class SegDatasetSpec:
     def n_classes(self) -> int: return len(self.classes)
 
     def split_file(self, split: str) -> str:
-        "Name of the file listing the stems of `split`, or an error listing the known splits."
+        "The file listing the stems of `split`; an error names the known ones."
         files = dict(self.splits)
         if split not in files:
             raise KeyError(f"{self.name} has no split {split!r}; choose one of {', '.join(files)}")
@@ -84,7 +84,7 @@ def _as_spec(spec: SegDatasetSpec|str) -> SegDatasetSpec:
 
 # %% ../nbs/06_segdata.ipynb #aa738b7d
 def image_source(root: Path, spec: SegDatasetSpec|str) -> tuple[Path, int|None]:
-    "The folder images are read from and the channel of the thermal image (None: grey images)."
+    "The folder images are read from and their thermal channel."
     spec, root = _as_spec(spec), Path(root)
     if spec.thermal_img_dir and (root/spec.thermal_img_dir).is_dir():
         return root/spec.thermal_img_dir, None
@@ -94,7 +94,7 @@ def image_source(root: Path, spec: SegDatasetSpec|str) -> tuple[Path, int|None]:
 TIFF_SUFFIXES = (".tif", ".tiff")
 
 def _image_file(img_dir: Path, stem: str, suffix: str) -> Path:
-    "The image of `stem` with the dataset's `suffix`, else its TIFF where only that exists."
+    "The image of `stem` with `suffix`, else its TIFF where only that exists."
     path = img_dir/f"{stem}{suffix}"
     if path.is_file(): return path
     return next((img_dir/f"{stem}{s}" for s in TIFF_SUFFIXES if (img_dir/f"{stem}{s}").is_file()),
@@ -102,7 +102,7 @@ def _image_file(img_dir: Path, stem: str, suffix: str) -> Path:
 
 # %% ../nbs/06_segdata.ipynb #a5853908
 def seg_items(root: Path, spec: SegDatasetSpec|str, split: str) -> list[tuple[Path, Path]]:
-    "(image, mask) paths of the stems listed in the split file of `split`, checked to exist."
+    "(image, mask) paths of the stems in `split`'s file, checked to exist."
     spec, root = _as_spec(spec), Path(root)
     if not root.is_dir(): raise FileNotFoundError(f"{spec.name} root {root} does not exist")
     split_path = root/spec.split_file(split)
@@ -125,7 +125,7 @@ def load_thermal(
     channel: int|None = None,       # the thermal band (MFNet RGBT: 3); None: the file as grey
     scaling: str = "percentile",    # a 16-bit or float file to 8 bits (files notebook, `to_8bit`)
 ) -> np.ndarray:
-    "Thermal image of file `path` as uint8 HxW: its band `channel`, or the file as grey when None."
+    "The thermal image of `path` as uint8 HxW: band `channel`, or grey."
     if channel is None: return np.array(read_image(path, "L", scaling))
     im = read_image(path)
     bands = im.getbands()
@@ -136,7 +136,7 @@ def load_thermal(
 
 # %% ../nbs/06_segdata.ipynb #9aa3467f
 def load_mask(path: Path, n_classes: int) -> np.ndarray:
-    "Class indices of mask file `path` as uint8 HxW, checked to be < `n_classes` or 255 (ignore)."
+    "Class indices of mask `path`, each checked to be < `n_classes` or 255."
     im = read_image(path)
     if im.mode not in ("L", "P", "I", "I;16"): raise ValueError(
         f"{path} is a {im.mode} image; expected a single-channel PNG of class indices")
@@ -155,7 +155,7 @@ def _size_pair(size: int|tuple) -> tuple[int, int]:
 
 # %% ../nbs/06_segdata.ipynb #e62c5c58
 def random_rescale(img: Tensor, mask: Tensor, scale: tuple = (0.5, 2.0)) -> tuple[Tensor, Tensor]:
-    "`img`, `mask` resized by one factor drawn uniformly in `scale` (bilinear image, nearest mask)."
+    "`img` and `mask` resized by one factor drawn uniformly in `scale`."
     lo, hi = scale
     if not 0 < lo <= hi:
         raise ValueError(f"scale must be (low, high) with 0 < low <= high, got {scale}")
@@ -167,7 +167,7 @@ def random_rescale(img: Tensor, mask: Tensor, scale: tuple = (0.5, 2.0)) -> tupl
 
 # %% ../nbs/06_segdata.ipynb #2dbe7217
 def random_crop(img: Tensor, mask: Tensor, size: int|tuple) -> tuple[Tensor, Tensor]:
-    "A random `size` window of `img` and `mask` (smaller where the image is smaller)."
+    "A random `size` window of `img` and `mask`."
     (ch, cw), (h, w) = _size_pair(size), img.shape[-2:]
     top = torch.randint(0, max(h - ch, 0) + 1, ()).item()
     left = torch.randint(0, max(w - cw, 0) + 1, ()).item()
@@ -180,14 +180,14 @@ def random_hflip(img: Tensor, mask: Tensor, p: float = 0.5) -> tuple[Tensor, Ten
 
 # %% ../nbs/06_segdata.ipynb #3a01e1c4
 def pad_to(img: Tensor, mask: Tensor, size: int|tuple) -> tuple[Tensor, Tensor]:
-    "`img` padded with 0 and `mask` with 255 at the bottom and right up to `size`."
+    "`img` padded with 0 and `mask` with 255 up to `size`."
     (ch, cw), (h, w) = _size_pair(size), img.shape[-2:]
     pad = (0, max(cw - w, 0), 0, max(ch - h, 0))
     return F.pad(img, pad, value=0.), F.pad(mask, pad, value=IGNORE_INDEX)
 
 # %% ../nbs/06_segdata.ipynb #f1661413
 class SegDataset(Dataset):
-    "Images and masks of one split of an infrared segmentation dataset, augmented when `train`."
+    "Images and masks of one split of a dataset, augmented when `train`."
     def __init__(
         self,
         root: Path,
@@ -207,7 +207,7 @@ class SegDataset(Dataset):
         if check: self.check()
 
     def check(self) -> None:
-        "Decode every image and mask once; the first bad one is an error naming the split."
+        "Decode every item once; the first bad one fails, naming the split."
         for i in range(len(self)):
             try: self.load(i)
             except ValueError as e:
@@ -219,7 +219,7 @@ class SegDataset(Dataset):
                 f"train={self.train}, crop={self.crop})")
 
     def load(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        "Raw uint8 thermal image and mask of item `i`, checked to have the same size."
+        "Raw uint8 image and mask of item `i`, checked to match in size."
         img_path, mask_path = self.items[i]
         img = load_thermal(img_path, self.channel, self.thermal_scaling)
         mask = load_mask(mask_path, self.spec.n_classes)
@@ -251,7 +251,7 @@ def seg_dataloaders(
     valid_split: str = "test",      # the split scored
     thermal_scaling: str = "percentile",  # 16-bit and float images to 8 bits
 ) -> DataLoaders:
-    "fastai `DataLoaders`: augmented `crop` train batches, shuffled; `valid_split` full-size, bs 1."
+    "fastai `DataLoaders`: augmented train crops, full `valid_split` images."
     train_ds = SegDataset(root, spec, "train", crop=crop, scale=scale, train=True,
                           thermal_scaling=thermal_scaling)
     valid_ds = SegDataset(root, spec, valid_split, thermal_scaling=thermal_scaling)

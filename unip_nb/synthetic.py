@@ -48,7 +48,7 @@ def _person(yy, xx, cy, cx, s):
 
 # %% ../nbs/07_synthetic.ipynb #6ed8820c
 def _car(yy, xx, cy, cx, s):
-    "Mask of a car of length `s` whose wheels stand at row `cy`, centred on column `cx`."
+    "Mask of a car of length `s`, wheels on row `cy`, centred on column `cx`."
     body = (abs(xx - cx) < 0.5*s) & (yy > cy - 0.32*s) & (yy < cy - 0.08*s)
     cabin = (abs(xx - cx) < 0.3*s) & (yy > cy - 0.5*s) & (yy <= cy - 0.32*s)
     wheels = ((yy - (cy - 0.08*s))**2 + (abs(xx - cx) - 0.3*s)**2) < (0.1*s)**2
@@ -56,7 +56,7 @@ def _car(yy, xx, cy, cx, s):
 
 # %% ../nbs/07_synthetic.ipynb #2b7f02a8
 def _bicycle(yy, xx, cy, cx, s):
-    "Mask of a bicycle of length `s` standing at row `cy`: two rings and a frame."
+    "Mask of a bicycle of length `s` standing on row `cy`."
     r = np.sqrt((yy - (cy - 0.2*s))**2 + (abs(xx - cx) - 0.3*s)**2)
     frame = (abs(yy - (cy - 0.3*s)) < 0.04*s) & (abs(xx - cx) < 0.3*s)
     return (abs(r - 0.18*s) < 0.05*s) | frame
@@ -64,7 +64,7 @@ def _bicycle(yy, xx, cy, cx, s):
 # %% ../nbs/07_synthetic.ipynb #e4db5357
 def scene_layout(rng: np.random.Generator, h: int, w: int,
                  clutter: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    "A random street layout: class and instance maps `[h, w]`; `clutter` scales the object count."
+    "A random street layout: class and instance maps `[h, w]`."
     yy, xx = _grid(h, w)
     cls, inst = np.full((h, w), SKY, np.uint8), np.zeros((h, w), np.int32)
     hz = rng.uniform(0.35, 0.55) * h                                   # horizon row
@@ -131,7 +131,7 @@ class SceneConditions:
 
 # %% ../nbs/07_synthetic.ipynb #32c26955
 def scene_conditions(rng: np.random.Generator) -> SceneConditions:
-    "Random conditions of one scene: day, dusk or night, air temperature, clouds, wet roads, wind."
+    "Random `SceneConditions` of one scene."
     phase = rng.choice(["day", "dusk", "night"])
     sun = {"day": rng.uniform(0.5, 1), "dusk": rng.uniform(0.1, 0.4), "night": 0.0}[phase]
     return SceneConditions(sun=sun, ambient=rng.uniform(0.3, 0.6), clouds=rng.uniform(0, 1),
@@ -139,7 +139,7 @@ def scene_conditions(rng: np.random.Generator) -> SceneConditions:
 
 # %% ../nbs/07_synthetic.ipynb #ea6e0750
 def _box_position(m: np.ndarray, yy: np.ndarray, xx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    "Row and column of each pixel of `m` in its bounding box, 0 (top, left) to 1 (bottom, right)."
+    "Row and column of each pixel of `m` in its bounding box, from 0 to 1."
     y, x = yy[m], xx[m]
     return (y - y.min()) / max(y.max() - y.min(), 1), (x - x.min()) / max(x.max() - x.min(), 1)
 
@@ -152,7 +152,7 @@ def object_temperature(
     cond: SceneConditions,
     rng: np.random.Generator,
 ) -> np.ndarray:
-    "Temperatures of the pixels of one object of scene class `c` (mask `m`) in conditions `cond`."
+    "Temperatures of the pixels `m` of one object of class `c` under `cond`."
     a, sun, n = cond.ambient, cond.sun, int(m.sum())
     # this surface's sun load: its share of the sun (orientation, shade), less the wind's cooling
     load = 0.3 * rng.uniform(0, 1) * sun * (1 - 0.5 * cond.wind)
@@ -197,7 +197,7 @@ def _to_u8(x: np.ndarray) -> np.ndarray:
 # %% ../nbs/07_synthetic.ipynb #bffd4310
 def render_thermal(cls: np.ndarray, inst: np.ndarray, rng: np.random.Generator,
                    sensor: Sensor) -> np.ndarray:
-    "8-bit thermal image `[h, w]` of a layout as seen by `sensor`, with per-frame gain control."
+    "8-bit thermal image `[h, w]` of a layout as `sensor` sees it."
     h, w = cls.shape
     yy, xx = _grid(h, w)
     cond, temp = scene_conditions(rng), np.zeros((h, w), np.float32)
@@ -221,7 +221,7 @@ CLASS_COLOUR = {SKY: (0.55, 0.7, 0.95), ROAD: (0.3, 0.3, 0.32), SIDEWALK: (0.6, 
 
 # %% ../nbs/07_synthetic.ipynb #b7115bbd
 def _texture(c: int, yy: np.ndarray, xx: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    "A high-frequency luminance texture for class `c` (multiplicative, around 1)."
+    "A high-frequency luminance factor for class `c`, around 1."
     h, w = yy.shape
     if c == BUILDING:  # brick courses
         return 1 - 0.35 * (((yy % 4) < 1) | (((xx + 3 * ((yy // 4) % 2)) % 6) < 1))
@@ -237,7 +237,7 @@ def _texture(c: int, yy: np.ndarray, xx: np.ndarray, rng: np.random.Generator) -
 
 # %% ../nbs/07_synthetic.ipynb #58bdcf9d
 def render_rgb(cls: np.ndarray, inst: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    "8-bit RGB image `[h, w, 3]` of a layout, with class colours, textures and lighting."
+    "8-bit RGB image `[h, w, 3]` of a layout, coloured, textured and lit."
     h, w = cls.shape
     yy, xx = _grid(h, w)
     img = np.zeros((h, w, 3), np.float32)
@@ -279,7 +279,7 @@ def seg_mask(cls: np.ndarray, dataset: str) -> np.ndarray:
 # %% ../nbs/07_synthetic.ipynb #3f99f41e
 def object_layout(rng: np.random.Generator, h: int, w: int,
                   c: int) -> tuple[np.ndarray, np.ndarray]:
-    "An object-centric layout: a background scene, one large object of class `c` in the middle."
+    "An object-centric layout: one large object of class `c` in the middle."
     cls, inst = scene_layout(rng, h, w, clutter=0.3)
     yy, xx = _grid(h, w)
     cy, cx, s = h * rng.uniform(0.8, 0.95), w * rng.uniform(0.4, 0.6), h * rng.uniform(0.7, 0.9)
@@ -294,7 +294,7 @@ def object_layout(rng: np.random.Generator, h: int, w: int,
 
 # %% ../nbs/07_synthetic.ipynb #39b81b8c
 def sizes_key(sizes: EmbeddedSizes, seed: int) -> str:
-    "Short hash naming the folder of the data this generator version makes with `sizes` and `seed`."
+    "Short hash naming the folder of the data made with `sizes` and `seed`."
     return stable_hash(dict(asdict(sizes), seed=seed, version=GENERATOR_VERSION))
 
 # %% ../nbs/07_synthetic.ipynb #5c269ed0
@@ -302,18 +302,18 @@ GENERATOR_VERSION = 2  # bump when a change to this notebook changes the generat
 
 # %% ../nbs/07_synthetic.ipynb #534f2b19
 def _rng(seed: int, pool: str, index: int) -> np.random.Generator:
-    "The generator of image `index` of `pool`: independent of generation order."
+    "The generator of image `index` of `pool`, whatever the order."
     return np.random.default_rng([seed, zlib.crc32(pool.encode()), index])
 
 # %% ../nbs/07_synthetic.ipynb #c55b0525
 def _save(img: np.ndarray, path: Path, **kw) -> None:
-    "Write an 8-bit array as an image file (format from the suffix), creating its folder."
+    "Write the 8-bit `img` to `path`, creating its folder."
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(img).save(path, **kw)
 
 # %% ../nbs/07_synthetic.ipynb #575c986c
 def _jobs(sz: EmbeddedSizes) -> list[tuple]:
-    "Every image to generate, as (pool, index, relative path or stem, kind, argument)."
+    "Every image to generate, as a tuple."
     jobs = [(f"infpre/{s}", i, f"infpre/{s}/thermal/{i:06d}.png", "thermal", s)
             for s in INFPRE_SENSORS for i in range(sz.infpre_per_sensor)]
     jobs += [(f"in1k/{n}", i, f"in1k/{n}/{n}_{i:05d}.png", "object", c)
@@ -328,7 +328,7 @@ def _jobs(sz: EmbeddedSizes) -> list[tuple]:
 
 # %% ../nbs/07_synthetic.ipynb #eb1f7ce3
 def _make(job: tuple, base: Path, sz: EmbeddedSizes, seed: int) -> None:
-    "Generate and write one image under `base` (and its mask, for the labelled sets)."
+    "Generate one image and write it under `base`, with its mask if labelled."
     pool, index, rel, kind, arg = job
     rng, n = _rng(seed, pool, index), sz.size
     if kind == "thermal":
@@ -349,14 +349,14 @@ def _make(job: tuple, base: Path, sz: EmbeddedSizes, seed: int) -> None:
 
 # %% ../nbs/07_synthetic.ipynb #e4e0c0d2
 def _pool_dir(pool: str) -> str:
-    "The folder a pool is written to as one unit (a labelled set's two splits share one)."
+    "The folder a pool is written to as one unit."
     top = pool.split("/")[0]
     return top if top in SEG_CLASS_MAPS else pool
 
 # %% ../nbs/07_synthetic.ipynb #d7e8b78e
 def generate_embedded(data_root: Path, sizes: EmbeddedSizes, seed: int = 0,
                       progress: bool = True) -> Path:
-    "Write every embedded pool to `data_root/embedded/<key>/` (complete ones reused): that folder."
+    "Write every embedded pool to `data_root/embedded/<key>/`: that folder."
     root, jobs = Path(data_root)/"embedded"/sizes_key(sizes, seed), _jobs(sizes)
     todo = [pool for pool in sorted({_pool_dir(j[0]) for j in jobs})
             if not (root/pool/".complete").exists()]
