@@ -23,9 +23,9 @@ from .segeval import evaluate, predict_items
 from .segmodel import LinearProbe, spread_layers, upernet
 from .segtrain import train_segmenter
 
-# %% ../nbs/17_segstage.ipynb #8a3e5894
+# %% ../nbs/17_segstage.ipynb #a927f0f1
 def regroup_heads(vit: VisionTransformer) -> VisionTransformer:
-    "`vit`, each block in its first block's head count (same weights), as the official FT backbone."
+    "`vit` with every block in its first block's head count, in place."
     heads = vit.blocks[0].attn.num_heads
     for blk in vit.blocks:
         attn = blk.attn
@@ -33,13 +33,14 @@ def regroup_heads(vit: VisionTransformer) -> VisionTransformer:
         attn.scale = attn.head_dim ** -0.5
     return vit
 
+# %% ../nbs/17_segstage.ipynb #8a3e5894
 def backbone_copy(
     vit: VisionTransformer,
     size: int,                         # input side in pixels (the crop)
     drop_path: float = 0.1,            # stochastic depth of the last block (0 at the first)
     layer_scale: float | None = None,  # initial layer scale of every block; None: no layer scale
 ) -> VisionTransformer:
-    "A trainable copy of `vit` for `size`-pixel inputs, built as the official fine-tuning backbone."
+    "A trainable copy of `vit` at `size` pixels, as the official FT backbone."
     new = regroup_heads(copy.deepcopy(vit)).train().requires_grad_(True)
     if tuple(new.patch_embed.img_size) != (size, size): new.set_input_size(img_size=size)
     set_drop_path(new, torch.linspace(0, drop_path, len(new.blocks)).tolist())
@@ -51,6 +52,7 @@ def backbone_copy(
                             LayerScale(new.embed_dim, layer_scale))
     return new
 
+# %% ../nbs/17_segstage.ipynb #21de6e7f
 SHOWN_IMAGES = 2  # test images per set (the first of its test split) whose predictions a run keeps
 
 def segmentation_scores(
@@ -61,7 +63,7 @@ def segmentation_scores(
     work: Path,                        # where each finished (mode, set) stage is kept
     stage=nullcontext,                 # a run's stage timer
 ) -> tuple[dict, dict, dict]:
-    "FT and LP mIoU per set and on average; what was reused; class IoU, losses, predictions."
+    "FT and LP mIoU per set and on average; what was reused; the details."
     r, scores, resumed = preset.seg, {"ft": {}, "lp": {}}, {}
     detail = {k: {"ft": {}, "lp": {}} for k in ("class_iou", "seg_losses", "predictions")}
     for name in SEG_SETS:

@@ -36,33 +36,37 @@ def student_depth(preset: Preset) -> int:
 # %% ../nbs/13_student.ipynb #c943bae2
 STUDENT_VERSION = 3  # bump when the distillation code changes the weights it produces
 
+# %% ../nbs/13_student.ipynb #5ebfb016
 def teacher_id(preset: Preset, settings: Settings) -> str:
-    "What identifies the teacher: its MAE cache key, or the checkpoint's path, size and mtime."
+    "What identifies `preset`'s teacher in a student's cache key."
     if preset.teacher_pretrain is not None: return f"mae-{teacher_key(preset)}"
     ck = settings.path("teacher_checkpoint")
     return f"ckpt-{stable_hash([str(ck.resolve()), ck.stat().st_size, ck.stat().st_mtime_ns])}"
 
 # %% ../nbs/13_student.ipynb #573fc9b8
 def photo_layer_nmi(vit: VisionTransformer, photos_dir: Path, preset: Preset) -> pd.DataFrame:
-    "Layerwise NMI of `vit` on `preset.nmi_images` images drawn across the classes of `photos_dir`."
+    "Layerwise NMI of `vit` on `preset.nmi_images` photos of `photos_dir`."
     photos = folder_photos(photos_dir, preset.nmi_images, seed=preset.data_seed)
     batches = eval_crops(photos, preset.img_size).split(preset.nmi_batch)
     return layerwise_nmi(vit, batches, progress=False)
 
+# %% ../nbs/13_student.ipynb #a236d9cd
 def choose_hybrid_layer(preset: Preset, layer_nmi: pd.DataFrame,
                         s: float = HYBRID_TARGET) -> tuple[int, int]:
-    "The layer `hybrid` and `feature` distil (the rule's or the preset's fixed one); the NMI pick."
+    "The layer `hybrid` and `feature` distil, and the NMI rule's pick."
     picked = select_hybrid_layer(layer_nmi, s)
     return (picked if preset.hybrid_layer == "nmi" else preset.hybrid_layer), picked
 
+# %% ../nbs/13_student.ipynb #4c718eb5
 def student_info(phase: PhaseRun, preset: Preset, seed: int, tid: str) -> dict:
-    "What makes a distilled student (hashed: its cache key): teacher, terms, InfMix, recipe, seed."
+    "What makes a distilled student, hashed into its cache key."
     return dict(teacher=tid, target=target_record(phase.terms, student_depth(preset)),
                 infmix={k: (str(v) if isinstance(v, Path) else v)
                         for k, v in asdict(phase.mix).items()},
                 recipe=asdict(phase.recipe), student=preset.student_arch, img_size=preset.img_size,
                 seed=seed, version=STUDENT_VERSION, **preset.changed("amp", "num_workers"))
 
+# %% ../nbs/13_student.ipynb #82dac81c
 def distilled_student(
     teacher: VisionTransformer,
     phases: list[PhaseRun],            # run in turn on one student; none: a random-init student
@@ -71,7 +75,7 @@ def distilled_student(
     cache_dir: Path,
     tid: str,                          # `teacher_id`
 ) -> tuple[VisionTransformer, list[dict]]:
-    "The UNIP student pre-trained by `phases`, each cached, distilled or resumed; what made each."
+    "The UNIP student pre-trained by `phases`, and what made each phase."
     heads, depth = teacher.blocks[0].attn.num_heads, student_depth(preset)
     block_heads = student_block_heads([t for ph in phases for t in ph.terms], heads, depth)
     set_seed(seed, reproducible=True)

@@ -25,10 +25,13 @@ from .training import split_batch
 
 # %% ../nbs/12_teacher.ipynb #b167f1de
 TEACHER_VERSION = 2  # bump when a change to this notebook changes the trained weights
+
+# %% ../nbs/12_teacher.ipynb #87d5dcd3
 MASK_RATIO, NORM_PIX_LOSS, PROBE_IMAGES = 0.75, True, 16
 
+# %% ../nbs/12_teacher.ipynb #7f2f0663
 def teacher_config(preset: Preset) -> dict:
-    "What shapes the MAE teacher of `preset`, as JSON-ready data; an error for official weights."
+    "`preset`'s MAE teacher configuration, as JSON-ready data."
     if preset.teacher_pretrain is None or preset.embedded is None:
         raise ValueError(f"preset {preset.name!r} has no MAE pre-training "
                          "(teacher_pretrain or embedded is None): "
@@ -41,20 +44,22 @@ def teacher_config(preset: Preset) -> dict:
                 mae=mae, version=TEACHER_VERSION,
                 **preset.changed("num_workers"))  # workers draw other augmentations
 
+# %% ../nbs/12_teacher.ipynb #98d6f47c
 def teacher_key(preset: Preset) -> str:
     "Short hash of `teacher_config(preset)`, naming the cached teacher."
     return stable_hash(teacher_config(preset))
 
 # %% ../nbs/12_teacher.ipynb #beb735dc
 def init_mae(preset: Preset) -> MAE:
-    "The MAE of `preset`'s teacher at step 0: all generators seeded with the data seed, then built."
+    "The MAE of `preset`'s teacher at step 0, seeded with the data seed."
     cfg = teacher_config(preset)
     set_seed(preset.data_seed, reproducible=True)
     return MAE(create_vit(preset.teacher_arch, preset.img_size), **cfg["mae"])
 
+# %% ../nbs/12_teacher.ipynb #a377dc28
 def pretrain_teacher(preset: Preset, data_root: Path, cache_dir: Path,
                      progress: bool = True) -> Path:
-    "The file of embedded `preset`'s cached MAE teacher (its encoder), pre-trained first if needed."
+    "The file of `preset`'s cached MAE teacher, pre-trained if needed."
     stage = CachedStage(Path(cache_dir)/"teacher"/f"{teacher_key(preset)}.pt")
     if stage.is_done(): return stage.done
     recipe = preset.teacher_pretrain
@@ -81,6 +86,7 @@ def pretrain_teacher(preset: Preset, data_root: Path, cache_dir: Path,
     barrier()  # under torchrun the other ranks load what rank 0 wrote
     return stage.done
 
+# %% ../nbs/12_teacher.ipynb #5c989eb3
 def teacher_record(path: Path) -> dict:
     "The record written next to a cached teacher."
     stage = CachedStage(Path(path))
@@ -90,7 +96,7 @@ def teacher_record(path: Path) -> dict:
 
 # %% ../nbs/12_teacher.ipynb #7bc6740f
 def teacher_for(preset: Preset, settings: Settings, progress: bool = True) -> VisionTransformer:
-    "`preset`'s teacher: its cached MAE teacher if it has an MAE recipe, else `teacher_checkpoint`."
+    "`preset`'s teacher: its cached MAE teacher or its official checkpoint."
     path = (settings.path("teacher_checkpoint") if preset.teacher_pretrain is None
             else pretrain_teacher(preset, settings.data_root, settings.cache_dir, progress))
     return load_teacher(preset.teacher_arch, preset.img_size, path)
