@@ -19,7 +19,8 @@ from .config import Preset, Settings
 from .distributed import barrier
 from .files import CachedStage, stable_hash
 from .infmix import InfMixSpec, build_infmix, load_image
-from .mae import MAE, fit_mae, mae_decoder_args, mae_dataloaders, mae_learner, mae_probe_loss, mae_transform
+from .mae import (MAE, fit_mae, mae_decoder_args, mae_dataloaders, mae_learner, mae_probe_loss,
+                         mae_transform)
 from .synthetic import generate_embedded, sizes_key
 from .training import split_batch
 
