@@ -20,7 +20,7 @@ from torch import Tensor
 
 # %% ../nbs/03_attention.ipynb #cc44a2c2
 def create_vit(arch: str | dict, img_size: int, checkpoint=None, **kwargs) -> VisionTransformer:
-    "A timm ViT at `img_size`: a timm name (optional local `checkpoint`, no download) or ViT args."
+    "A timm ViT at `img_size`, from a timm name or a dict of ViT arguments."
     if isinstance(arch, dict):
         if checkpoint is not None:
             raise ValueError("a checkpoint loads into a named timm architecture, "
@@ -37,12 +37,12 @@ def create_vit(arch: str | dict, img_size: int, checkpoint=None, **kwargs) -> Vi
 
 # %% ../nbs/03_attention.ipynb #25b5f21b
 def vit_tokens(model: VisionTransformer, x: Tensor) -> Tensor:
-    "Tokens entering block 1: patch embed, prefix tokens and pos embed, patch dropout, pre-norm."
+    "The tokens of `x` that enter block 1 of `model`."
     return model.norm_pre(model.patch_drop(model._pos_embed(model.patch_embed(x))))
 
 # %% ../nbs/03_attention.ipynb #be53e117
 def qk_logits(attn: Attention, x: Tensor) -> Tensor:
-    "Scaled q·kᵀ `[B, H, N, N]` of `Attention` `attn` for its `norm1`-ed input `x` `[B, N, C]`."
+    "Scaled q·kᵀ `[B, H, N, N]` of `attn` for its `norm1`-ed input `x`."
     if not isinstance(attn, Attention):
         raise TypeError(f"expected timm.layers.Attention, got {type(attn).__name__}")
     B, N, _ = x.shape
@@ -54,7 +54,7 @@ def qk_logits(attn: Attention, x: Tensor) -> Tensor:
 
 # %% ../nbs/03_attention.ipynb #810d615f
 def check_layers(model: VisionTransformer, layers: Iterable[int]) -> list[int]:
-    "Sorted unique 1-based `layers`, or an error naming the bad index and the model's depth."
+    "`layers` sorted and unique, checked against `model`'s depth."
     depth, layers = len(model.blocks), sorted(set(int(l) for l in layers))
     bad = [l for l in layers if not 1 <= l <= depth]
     if bad or not layers:
@@ -69,7 +69,7 @@ def iter_block_outputs(
     logit_layers: Iterable[int],     # blocks whose q·kᵀ is wanted
     token_layers: Iterable[int] = (),  # blocks whose output tokens are wanted
 ) -> Iterator[tuple[str, int, Tensor]]:
-    "Yield `(\"logits\", layer, q·kᵀ)` and `(\"tokens\", layer, output)`; runs blocks 1..deepest."
+    "Yield the q·kᵀ and output tokens of the blocks asked for, in one pass."
     logit_layers, token_layers = set(logit_layers), set(token_layers)
     deepest = check_layers(model, logit_layers | token_layers)[-1]
     h = vit_tokens(model, x)
@@ -82,24 +82,24 @@ def iter_block_outputs(
 # %% ../nbs/03_attention.ipynb #852167a7
 def iter_attention_logits(model: VisionTransformer, x: Tensor,
                           layers: Iterable[int]) -> Iterator[tuple[int, Tensor]]:
-    "Yield `(layer, logits)` for each requested 1-based layer, running only blocks 1..max(layers)."
+    "Yield `(layer, logits)` for each 1-based layer in `layers`."
     for _, layer, logits in iter_block_outputs(model, x, layers): yield layer, logits
 
 # %% ../nbs/03_attention.ipynb #016c07ca
 def attention_logits(model: VisionTransformer, x: Tensor, layer: int) -> Tensor:
-    "Pre-softmax scaled q·kᵀ `[B, H, N, N]` of block `layer` (1-based), prefix tokens included."
+    "Pre-softmax scaled q·kᵀ `[B, H, N, N]` of block `layer` (1-based)."
     return next(iter_attention_logits(model, x, [layer]))[1]
 
 # %% ../nbs/03_attention.ipynb #ba9a1544
 def attention_maps(model: VisionTransformer, x: Tensor,
                    layers: Iterable[int] | None = None) -> dict[int, Tensor]:
-    "Attention probabilities `{layer: [B, H, N, N]}` of `layers` (all when None) in one forward."
+    "Attention probabilities `{layer: [B, H, N, N]}` of `layers`."
     layers = range(1, len(model.blocks)+1) if layers is None else layers
     return {l: a.softmax(-1) for l, a in iter_attention_logits(model, x, layers)}
 
 # %% ../nbs/03_attention.ipynb #e0f79b18
 def vit_through(model: VisionTransformer, layer: int) -> VisionTransformer:
-    "`model` cut after block `layer` (1-based) by `prune_intermediate_layers`; weights shared."
+    "`model` cut after block `layer` (1-based), its weights shared."
     check_layers(model, [layer])
     cut = copy.copy(model)  # its own module dicts, so pruning leaves `model` whole
     own = (dict(d) for d in (model._parameters, model._buffers, model._modules))
@@ -113,7 +113,7 @@ def query_attention(
     image: Tensor,                                      # [3, H, W], as the ViTs take it
     query: tuple[int, int],                             # (y, x) in pixels
 ) -> dict[str, Tensor]:
-    "Per name: the head-averaged attention `[h, w]` of the patch at pixel `query` over the patches."
+    "Per name, the head-averaged `[h, w]` attention of the `query` patch."
     (qy, qx), (H, W) = query, image.shape[-2:]
     if not (0 <= qy < H and 0 <= qx < W):
         raise ValueError(f"query {query} is outside the {H}x{W} image")
@@ -128,7 +128,7 @@ def query_attention(
 
 # %% ../nbs/03_attention.ipynb #4eff5a99
 def centre_square(image: Tensor, size: int) -> Tensor:
-    "The central square of `image` `[C, H, W]`, resized (bilinear) to `size` x `size`."
+    "The central square of `image`, resized to `size` x `size`."
     H, W = image.shape[-2:]
     side = min(H, W)
     top, left = (H - side) // 2, (W - side) // 2
@@ -141,7 +141,7 @@ def plot_attention_maps(
     query: tuple[int, int],           # (y, x) in pixels
     maps: dict[str, np.ndarray],      # name: [h, w] attention over the patch grid
 ) -> plt.Figure:
-    "The image with the query marked, then each named attention map over the image."
+    "The image with the query marked, then each named map over it."
     image = np.asarray(image)
     (qy, qx), (H, W) = query, image.shape
     fig, axs = plt.subplots(1, len(maps) + 1, figsize=(2.6 * (len(maps) + 1), 2.8), squeeze=False)
@@ -165,7 +165,7 @@ def plot_query_attention(
     image: Tensor,                                      # [3, H, W], as the ViTs take it
     query: tuple[int, int],                             # (y, x) in pixels
 ) -> plt.Figure:
-    "Where the patch at pixel `query` looks, averaged over heads, for each named (ViT, layer)."
+    "Where the patch at pixel `query` looks, per named (ViT, layer)."
     named = {f"{name}, layer {layer}": (vit, layer) for name, (vit, layer) in models.items()}
     return plot_attention_maps(image.mean(0).cpu().numpy(), query,
                                query_attention(named, image, query))

@@ -28,7 +28,7 @@ NMI_CHUNK = 1 << 20
 
 # %% ../nbs/04_nmi.ipynb #edccb83e
 def check_attention(attn: Tensor, atol: float = 1e-3) -> Tensor:
-    "`attn` as float, checked to hold probabilities over the last axis (>= 0, rows sum to 1)."
+    "`attn` as float, checked to hold probabilities over its last axis."
     attn = attn.float()
     if attn.min() < 0:
         raise ValueError("attention has negative entries: "
@@ -41,19 +41,19 @@ def check_attention(attn: Tensor, atol: float = 1e-3) -> Tensor:
 
 # %% ../nbs/04_nmi.ipynb #26046ded
 def sum_plogp(p: Tensor, dims) -> Tensor:
-    "Σ p·log p over `dims`, 0·log 0 = 0 (entries under the dtype's smallest normal count as it)."
+    "Σ p·log p of `p` over `dims`, with 0·log 0 = 0."
     return p.clamp_min(torch.finfo(p.dtype).tiny).log_().mul_(p).sum(dims)
 
 # %% ../nbs/04_nmi.ipynb #cf018c7e
 def key_entropies(maps: Tensor) -> tuple[Tensor, Tensor]:
-    "H(K) and H(K|Q), uniform p(q), of attention probabilities `maps[..., Q, K]`; each `[...]`."
+    "H(K) and H(K|Q), each `[...]`, of the probabilities `maps[..., Q, K]`."
     maps = check_attention(maps)
     pk = maps.mean(-2)                                                  # p(k) = Σ_q p(q) p(k|q)
     return -sum_plogp(pk, -1), -sum_plogp(maps, (-2, -1)) / maps.shape[-2]
 
 # %% ../nbs/04_nmi.ipynb #62bd7429
 def map_chunks(attn: Tensor, chunk: int = NMI_CHUNK) -> tuple[Tensor, ...]:
-    "The maps of `attn[..., Q, K]` in `[M, Q, K]` pieces of about `chunk` entries (at least a map)."
+    "`attn[..., Q, K]` cut into `[M, Q, K]` pieces of about `chunk` entries."
     if attn.ndim < 2 or attn.numel() == 0:
         raise ValueError("attention must be a non-empty [..., Q, K], "
                          f"got shape {tuple(attn.shape)}")
@@ -62,7 +62,7 @@ def map_chunks(attn: Tensor, chunk: int = NMI_CHUNK) -> tuple[Tensor, ...]:
 
 # %% ../nbs/04_nmi.ipynb #f6585b70
 def attention_nmi(attn: Tensor, eps: float = 1e-12, chunk: int = NMI_CHUNK) -> Tensor:
-    "NMI of query and key positions of `attn[..., Q, K]` (probabilities, uniform p(q)): `[...]`."
+    "NMI `[...]` of query and key positions of the maps `attn[..., Q, K]`."
     hk, hk_given_q = (torch.cat(h) for h in zip(*map(key_entropies, map_chunks(attn, chunk))))
     # I(Q;K) >= 0; the clamp removes rounding noise
     mi = (hk - hk_given_q).clamp_min(0)
@@ -70,7 +70,7 @@ def attention_nmi(attn: Tensor, eps: float = 1e-12, chunk: int = NMI_CHUNK) -> T
 
 # %% ../nbs/04_nmi.ipynb #5b648342
 def patch_attention(attn: Tensor, num_prefix_tokens: int) -> Tensor:
-    "Attention among patch tokens only: prefix tokens dropped from both axes, rows renormalised."
+    "`attn` among patch tokens only, its rows renormalised."
     a = attn[..., num_prefix_tokens:, num_prefix_tokens:]
     return a / a.sum(-1, keepdim=True)
 
@@ -78,7 +78,7 @@ def patch_attention(attn: Tensor, num_prefix_tokens: int) -> Tensor:
 @torch.no_grad()
 def layerwise_nmi(model, batches: Iterable, drop_cls: bool = True,
                   progress: bool = True) -> pd.DataFrame:
-    "NMI per (layer, head) of a timm ViT (heads may vary by block), averaged over `batches`."
+    "NMI per (layer, head) of a timm ViT, averaged over `batches`."
     model.eval()
     depth, totals, n, device = len(model.blocks), None, 0, next(model.parameters()).device
     for xb in (progress_bar(batches, leave=False) if progress else batches):
@@ -112,7 +112,7 @@ def layer_means(layer_nmi: pd.DataFrame) -> pd.Series:
 
 # %% ../nbs/04_nmi.ipynb #a086f3e9
 def _refuse_broken(layer_nmi: pd.DataFrame, what: str) -> None:
-    "An error naming the layers with a non-finite head NMI (pandas' mean would skip a NaN head)."
+    "Raise an error naming the layers with a non-finite head NMI."
     finite = np.isfinite(layer_nmi["nmi"].to_numpy(float))
     broken = sorted(set(layer_nmi.loc[~finite, "layer"].tolist()))
     if broken: raise ValueError(f"the NMI of layer(s) {broken} is not finite: "
@@ -120,14 +120,14 @@ def _refuse_broken(layer_nmi: pd.DataFrame, what: str) -> None:
 
 # %% ../nbs/04_nmi.ipynb #f3c85802
 def select_hybrid_layer(layer_nmi: pd.DataFrame, s: float = HYBRID_TARGET) -> int:
-    "The paper's rule: the layer whose head-mean NMI is closest to `s` (the shallowest on a tie)."
+    "The paper's rule: the layer whose head-mean NMI is closest to `s`."
     means = layer_means(layer_nmi)
     _refuse_broken(layer_nmi, "hybrid layer")
     return int((means - s).abs().idxmin())
 
 # %% ../nbs/04_nmi.ipynb #a54b93e9
 def classify_pattern(nmi, bands: tuple = PATTERN_BANDS):
-    "'global', 'hybrid' or 'local' for an NMI value (or an array), by this project's `bands`."
+    "'global', 'hybrid' or 'local' for `nmi` (a value or an array)."
     lo, hi = bands
     if not 0 <= lo < hi:
         raise ValueError(f"bands must be 0 <= global cut-off < local cut-off, got {bands}")
@@ -140,7 +140,7 @@ def select_hybrid_heads(
     n: int,                   # how many heads
     s: float = HYBRID_TARGET,
 ) -> tuple[tuple[int, int], ...]:
-    "The `n` `(layer, head)` pairs of the table whose NMI is closest to `s`, in layer order."
+    "The `n` `(layer, head)` pairs whose NMI is closest to `s`."
     layer_means(layer_nmi)  # the table's columns
     if "head" not in layer_nmi.columns:
         raise ValueError("picking heads needs the table's 'head' column")
@@ -159,7 +159,7 @@ def sample_photos() -> list[Image.Image]:
 
 # %% ../nbs/04_nmi.ipynb #d6a4d941
 def folder_photos(root: Path, n: int, seed: int = 0) -> list[Image.Image]:
-    "`n` images of `root` drawn seeded across its class folders (an image's folder is its class)."
+    "`n` images of `root`, drawn seeded across its class folders."
     root = Path(root)
     if not root.is_dir(): raise FileNotFoundError(f"image folder {root} does not exist")
     classes = {}
@@ -180,7 +180,7 @@ def folder_photos(root: Path, n: int, seed: int = 0) -> list[Image.Image]:
 
 # %% ../nbs/04_nmi.ipynb #ba9cf34a
 def photo_crops(photos: list[Image.Image], n: int, size: int, seed: int = 0) -> Tensor:
-    "`n` seeded random-resized crops (scale 0.2-1) of `photos`, normalised: `[n, 3, size, size]`."
+    "`n` seeded random-resized crops of `photos`: `[n, 3, size, size]`."
     if not photos: raise ValueError("photo_crops needs at least one photo")
     tf = transforms.Compose([transforms.RandomResizedCrop(size, scale=(0.2, 1.0)),
                              transforms.ToTensor(),
@@ -191,7 +191,7 @@ def photo_crops(photos: list[Image.Image], n: int, size: int, seed: int = 0) -> 
 
 # %% ../nbs/04_nmi.ipynb #3cebe817
 def eval_crops(photos: list[Image.Image], size: int) -> Tensor:
-    "`photos` resized and centre-cropped by timm's ImageNet eval transform: `[n, 3, size, size]`."
+    "`photos` through timm's ImageNet eval transform: `[n, 3, size, size]`."
     if not photos: raise ValueError("eval_crops needs at least one photo")
     tf = create_transform(size, is_training=False, interpolation="bicubic", crop_pct=0.875)
     return torch.stack([tf(p) for p in photos])
@@ -205,7 +205,7 @@ def plot_layer_nmi(
     ax=None,
     label: str = "mean over heads",    # legend of the mean curve
 ):
-    "Seaborn plot of NMI by layer (mean, per head) on the pattern bands; the chosen layer marked."
+    "NMI by layer, mean and per head, on the bands; chosen layer marked."
     ax = ax or plt.subplots(figsize=(7, 3.5))[1]
     top = max(bands[1] * 1.5, float(layer_nmi["nmi"].max()) * 1.1)
     spans = [((0, bands[0]), "global", "#dde7f5"), (bands, "hybrid", "#fbe3c6"),

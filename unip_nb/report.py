@@ -35,7 +35,7 @@ GROUP_ORDER = ("UNIP", "A: remove NMI-HAD", "B: replace InfMix", "reference")
 
 @dataclass
 class Records:
-    "A study folder's run records: complete runs by name, and runs that failed or never finished."
+    "A study folder's run records: complete, failed and unfinished."
     runs: dict = field(default_factory=dict)      # run name -> record (status complete)
     failed: dict = field(default_factory=dict)    # run name -> failure record (None: none written)
 
@@ -48,7 +48,7 @@ class Records:
 
     @property
     def scores(self) -> pd.DataFrame:
-        "One row per (run, mode, dataset) with its mIoU, ordered by ablation group, name and seed."
+        "A row per (run, mode, dataset) with its mIoU, in group order."
         rows = [dict(run=n, ablation=r["config"]["ablation"]["name"],
                      group=r["config"]["ablation"]["group"],
                      seed=r["seed"], mode=MODES[m], dataset=d, miou=r["metrics"][m][d])
@@ -60,7 +60,7 @@ class Records:
         return ordered.drop(columns="_rank").reset_index(drop=True)
 
     def first(self, ablation: str) -> dict:
-        "The first complete record of `ablation`, or an error naming what is there."
+        "The first complete record of `ablation`."
         for r in self.runs.values():
             if r["config"]["ablation"]["name"] == ablation: return r
         raise KeyError(f"no complete run of {ablation!r}; "
@@ -68,7 +68,7 @@ class Records:
 
 # %% ../nbs/19_report.ipynb #3dab0863
 def load_records(runs_dir: Path) -> Records:
-    "Every `<run>/record.json` under `runs_dir`, split into complete and failed (or unfinished)."
+    "The `<run>/record.json` files under `runs_dir`, as `Records`."
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         raise FileNotFoundError(f"no study folder {runs_dir}: run `unip-nb study` first")
@@ -83,7 +83,7 @@ def load_records(runs_dir: Path) -> Records:
 
 # %% ../nbs/19_report.ipynb #ef59303a
 def ci95(values) -> float:
-    "Half-width of the mean's 95% confidence interval (t distribution); NaN for under two values."
+    "Half-width of the 95% confidence interval of the mean of `values`."
     v = np.asarray(values, dtype=float)
     if len(v) < 2: return float("nan")
     return float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
@@ -100,7 +100,7 @@ def _fmt(mean: float, ci: float) -> str:
 
 # %% ../nbs/19_report.ipynb #1a0e2932
 def summary_table(scores: pd.DataFrame) -> pd.DataFrame:
-    "Rows: ablations (run order); columns: (FT|LP, dataset); cells: mean ± 95% half-width (points)."
+    "Mean ± 95% half-width (points) per ablation, mode and dataset."
     agg = _mean_ci(scores, "miou", ["ablation", "mode", "dataset"])
     agg["cell"] = [_fmt(m, c) for m, c in zip(agg["mean"], agg["ci"])]
     table = agg.pivot(index="ablation", columns=["mode", "dataset"], values="cell")
@@ -111,7 +111,7 @@ def summary_table(scores: pd.DataFrame) -> pd.DataFrame:
 
 # %% ../nbs/19_report.ipynb #c606372d
 def paired_deltas(scores: pd.DataFrame, reference: str = "unip") -> pd.DataFrame:
-    "Per (ablation, mode, dataset): mean and 95% half-width over seeds of the paired mIoU delta."
+    "Mean and 95% half-width of mIoU deltas to `reference`, paired by seed."
     if reference not in set(scores["ablation"]):
         raise KeyError(f"no run of the reference {reference!r} to compare with")
     ref = scores[scores.ablation == reference].set_index(["seed", "mode", "dataset"])["miou"]
@@ -124,7 +124,7 @@ def paired_deltas(scores: pd.DataFrame, reference: str = "unip") -> pd.DataFrame
 # %% ../nbs/19_report.ipynb #4e4345c6
 def study_verdict(scores: pd.DataFrame, ablation: str = "no_pretrain",
                   reference: str = "unip") -> str:
-    "Whether `reference` beats `ablation` on average FT mIoU by over two seed sds (the larger one)."
+    "Whether `reference` beats `ablation` on average FT mIoU, as a sentence."
     ft = scores[(scores["mode"] == "FT") & (scores["dataset"] == "avg")]
     a, r = ft[ft.ablation == ablation]["miou"], ft[ft.ablation == reference]["miou"]
     if len(a) < 2 or len(r) < 2:
@@ -152,7 +152,7 @@ CLAIMS = pd.DataFrame(
 
 # %% ../nbs/19_report.ipynb #04ee4dca
 def claim_verdict(mean: float, ci: float, direction: int) -> str:
-    "'reproduced', 'contradicted' or 'inconclusive': paired delta `mean ± ci` vs a claim's sign."
+    "'reproduced', 'contradicted' or 'inconclusive' for `mean ± ci`."
     if np.isnan(ci) or mean - ci <= 0 <= mean + ci: return "inconclusive"
     return "reproduced" if np.sign(mean) == direction else "contradicted"
 
@@ -162,7 +162,7 @@ def claims_table(
     claims: pd.DataFrame = CLAIMS,
     dataset: str = "avg",
 ) -> pd.DataFrame:
-    "Per claim and ablation run: paired delta on `dataset` per mode (points, ± 95%) and verdict."
+    "A row per claim and ablation run: its paired deltas and verdicts."
     d = deltas[deltas["dataset"] == dataset].set_index(["ablation", "mode"])
     rows = []
     for c in claims.itertuples():
@@ -179,14 +179,14 @@ def claims_table(
 
 # %% ../nbs/19_report.ipynb #18b36c20
 def detectable_effect(deltas: pd.DataFrame, dataset: str = "avg") -> pd.DataFrame:
-    "Per mode, median and largest 95% half-width (points) of ablation rows' deltas on `dataset`."
+    "Per mode, the median and largest 95% half-width of ablation deltas."
     rows = deltas[(deltas["dataset"] == dataset) & (deltas["group"] != "reference")]
     widths = rows.groupby("mode", sort=False)["ci"].agg(median="median", largest="max")
     return (100 * widths).rename_axis(None)
 
 # %% ../nbs/19_report.ipynb #1ca6fb3e
 def _interval_bars(table: pd.DataFrame, datasets: tuple, xlabel: str):
-    "Bars of `table`'s `mean` (points), 95% `ci` per ablation, a panel per dataset, FT beside LP."
+    "Bars with 95% intervals per ablation, a panel per dataset."
     abls = list(dict.fromkeys(table["ablation"]))
     size = (3.2 * len(datasets), 0.45 * len(abls) + 1.5)
     fig, axs = plt.subplots(1, len(datasets), figsize=size, sharey=True, squeeze=False)
@@ -208,12 +208,12 @@ def _interval_bars(table: pd.DataFrame, datasets: tuple, xlabel: str):
 
 # %% ../nbs/19_report.ipynb #3daa9eea
 def plot_deltas(deltas: pd.DataFrame, datasets: tuple = SEG_COLUMNS):
-    "Paired mIoU differences against UNIP (points) with their 95% intervals, per dataset and mode."
+    "Paired mIoU differences against UNIP (points), with 95% intervals."
     return _interval_bars(deltas, datasets, "Δ mIoU vs unip (points)")
 
 # %% ../nbs/19_report.ipynb #7a68442d
 def plot_miou(scores: pd.DataFrame, datasets: tuple = SEG_COLUMNS):
-    "Every ablation's mIoU (points), mean over seeds with its 95% interval, per dataset and mode."
+    "Every ablation's mIoU (points): mean over seeds, 95% interval."
     means = _mean_ci(scores, "miou", ["ablation", "mode", "dataset"])
     return _interval_bars(means, datasets, "mIoU (points)")
 
@@ -228,7 +228,7 @@ def plot_run_metrics(metrics: dict, title: str = ""):
 
 # %% ../nbs/19_report.ipynb #a5be788f
 def plot_run_nmi(metrics: dict, s: float = HYBRID_TARGET, ax=None):
-    "Teacher's head-averaged NMI per layer over the pattern bands; the student's where recorded."
+    "The teacher's NMI per layer, and the student's where recorded."
     rows = [(int(l), 0, v) for l, v in metrics["teacher_nmi"].items()]
     table = pd.DataFrame(rows, columns=["layer", "head", "nmi"])
     ax = plot_layer_nmi(table, s=s, title="mean attention NMI per layer", ax=ax, label="teacher")
@@ -242,7 +242,7 @@ def plot_run_nmi(metrics: dict, s: float = HYBRID_TARGET, ax=None):
 
 # %% ../nbs/19_report.ipynb #1e32216e
 def _kept(paths: list, what: str) -> list[Path] | None:
-    "The files a run kept `what` in, or None with one line saying why they are not all there."
+    "The files a run kept `what` in, or None and a line saying why."
     if None in paths: print(f"this run kept no {what}: it was recorded before they were kept")
     elif gone := [p for p in paths if not Path(p).is_file()]:
         print(f"the {what} of this run are gone ({gone[0]} was removed with the cache)")
@@ -250,7 +250,7 @@ def _kept(paths: list, what: str) -> list[Path] | None:
 
 # %% ../nbs/19_report.ipynb #db11d193
 def plot_run_predictions(metrics: dict, dataset: str):
-    "The first test images of `dataset`: ground truth, fine-tuned and probed predictions of a run."
+    "A run's first test images of `dataset`, ground truth and predictions."
     kept = metrics.get("predictions") or {"ft": {}, "lp": {}}
     paths = _kept([kept[m].get(dataset) for m in MODES], f"{dataset} predictions")
     if paths is None: return None
@@ -262,7 +262,7 @@ def plot_run_predictions(metrics: dict, dataset: str):
 
 # %% ../nbs/19_report.ipynb #6c472438
 def plot_run_attention(metrics: dict):
-    "Where the query patch looks in a run's teacher and backbone layers (`attention_views`)."
+    "Where the query patch looks in a run's teacher and backbone layers."
     paths = _kept([metrics.get("attention")], "attention maps")
     if paths is None: return None
     views = torch.load(paths[0], weights_only=True)
@@ -274,7 +274,7 @@ def plot_run_attention(metrics: dict):
 
 # %% ../nbs/19_report.ipynb #b45bdb67
 def distill_curves(records: Records) -> pd.DataFrame:
-    "One row per (run, epoch) of a run that distilled: its ablation, seed and distillation loss."
+    "A row per (run, epoch) of runs that distilled: ablation, seed, loss."
     rows = [dict(run=n, ablation=r["config"]["ablation"]["name"], seed=r["seed"], epoch=e, loss=l)
             for n, r in records.runs.items()
             for e, l in enumerate(r["metrics"].get("distill_losses", []), start=1)]
@@ -282,7 +282,7 @@ def distill_curves(records: Records) -> pd.DataFrame:
 
 # %% ../nbs/19_report.ipynb #08ce9053
 def plot_distill_losses(records: Records, ax=None):
-    "Distillation loss per epoch of each ablation that distilled: mean over seeds and its 95% band."
+    "Distillation loss per epoch per ablation: seed mean and 95% band."
     curves = distill_curves(records)
     if curves.empty: raise ValueError("no run of this study distilled: no loss to plot")
     ax = sns.lineplot(data=curves, x="epoch", y="loss", hue="ablation", marker="o",
@@ -293,7 +293,7 @@ def plot_distill_losses(records: Records, ax=None):
 
 # %% ../nbs/19_report.ipynb #0ae4ee83
 def provenance(record: dict) -> pd.DataFrame:
-    "Where a run's numbers came from: commit, time, machine, library versions, stage wall times."
+    "A table of where a run's numbers came from."
     rows = [("commit",
              f"{record.get('commit')}" + (" (with local changes)" if record.get("dirty") else "")),
             ("finished", record.get("finished")), ("wall time", f"{record.get('wall_time_s')} s"),
@@ -306,7 +306,7 @@ def provenance(record: dict) -> pd.DataFrame:
 
 # %% ../nbs/19_report.ipynb #6e229f51
 def class_iou(records: Records) -> pd.DataFrame:
-    "A row per (run, mode, dataset, class) of runs that recorded it: ablation, seed, IoU or None."
+    "A row per (run, mode, dataset, class): ablation, seed and IoU."
     rows = [dict(run=n, ablation=r["config"]["ablation"]["name"], seed=r["seed"], mode=MODES[m],
                  dataset=d, cls=c, iou=v)
             for n, r in records.runs.items()
@@ -316,7 +316,7 @@ def class_iou(records: Records) -> pd.DataFrame:
 
 # %% ../nbs/19_report.ipynb #1f73c2b1
 def class_iou_table(records: Records, dataset: str, mode: str = "FT") -> pd.DataFrame:
-    "Rows: ablations (run order); columns: `dataset`'s classes; cells: mean IoU over seeds, points."
+    "Mean IoU (points) of ablation x class of `dataset` under `mode`."
     df = class_iou(records)
     df = df[(df["dataset"] == dataset) & (df["mode"] == mode)]
     if df.empty: raise ValueError(f"no run recorded per-class IoU of {dataset} under {mode}")
@@ -327,7 +327,7 @@ def class_iou_table(records: Records, dataset: str, mode: str = "FT") -> pd.Data
 
 # %% ../nbs/19_report.ipynb #b5f10c27
 def plot_class_iou(records: Records, mode: str = "FT"):
-    "Heat map of ablation x class for the three sets (mean IoU over seeds, points) under `mode`."
+    "Heat maps of ablation x class IoU of the three sets under `mode`."
     sets = [d for d in SEG_COLUMNS if d != "avg" and d in set(class_iou(records)["dataset"])]
     tables = [class_iou_table(records, d, mode) for d in sets]
     width, rows = max(t.shape[1] for t in tables), len(tables[0])
@@ -341,7 +341,7 @@ def plot_class_iou(records: Records, mode: str = "FT"):
 
 # %% ../nbs/19_report.ipynb #a4494294
 def plot_seg_losses(records: Records):
-    "Segmenters' training loss per epoch, by mode (rows) and set (cols), each ablation's seed mean."
+    "Segmenters' training loss per epoch, a panel per mode and set."
     rows = [dict(ablation=r["config"]["ablation"]["name"], seed=r["seed"], mode=MODES[m],
                  dataset=d, epoch=e, loss=l)
             for r in records.runs.values()
@@ -356,7 +356,7 @@ def plot_seg_losses(records: Records):
 
 # %% ../nbs/19_report.ipynb #d1abf63d
 def composition_table(records: Records) -> pd.DataFrame:
-    "Images per InfMix source and grey flag, per distilling ablation (from its first complete run)."
+    "Images per InfMix source and grey flag, per distilling ablation."
     rows = {}
     for r in records.runs.values():
         if r["metrics"]["infmix"] is None: continue
@@ -366,7 +366,7 @@ def composition_table(records: Records) -> pd.DataFrame:
 
 # %% ../nbs/19_report.ipynb #b672a484
 def run_links(records: Records, runs_dir: Path) -> str:
-    "An HTML table linking each run's report (relative to the summary), its status and wall time."
+    "The summary's HTML table of runs: link, status, wall time or error."
     rows = [(n, "complete", f"{r['wall_time_s']:.0f} s") for n, r in records.runs.items()]
     rows += [(n, "failed" if r else "unfinished", html.escape((r or {}).get("error", "")))
              for n, r in records.failed.items()]
