@@ -14,7 +14,7 @@ from .config import (HYBRID_TARGET, PRESETS, SOURCES, STUDY_PID_ENV, hide_known_
 
 # %% ../nbs/21_cli.ipynb #13a217e0
 def _shared(p: argparse.ArgumentParser, plan: str) -> None:
-    "The options of every command: the preset, the settings file and a plan file (`plan` its help)."
+    "Add `--preset`, `--settings` and `--plan` (its help `plan`) to `p`."
     p.add_argument("--preset", choices=list(PRESETS), default=None,
                    help="the preset (default: settings.ini's)")
     p.add_argument("--settings", default=None,
@@ -81,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
 
 # %% ../nbs/21_cli.ipynb #e547f7f1
 def parse_set(items: list[str]) -> dict:
-    "`--set FIELD=VALUE` options as preset overrides: each VALUE read as JSON, or kept as text."
+    "`--set FIELD=VALUE` as preset overrides: VALUE as JSON, else as text."
     overrides = {}
     for item in items:
         key, sep, raw = item.partition("=")
@@ -93,7 +93,7 @@ def parse_set(items: list[str]) -> dict:
 
 # %% ../nbs/21_cli.ipynb #bb0bc4aa
 def _run(args: argparse.Namespace, settings, preset: str, overrides: dict) -> int:
-    "`unip-nb run`: one run, under torchrun on every rank; rank 0 says where its record is."
+    "`unip-nb run`: one run, on every rank under `torchrun`."
     import torch
     from unip_nb.distributed import close_distributed, init_distributed
     from unip_nb.study import run_one
@@ -110,7 +110,7 @@ def _run(args: argparse.Namespace, settings, preset: str, overrides: dict) -> in
 
 # %% ../nbs/21_cli.ipynb #e2e35463
 def _study(args: argparse.Namespace, settings, preset: str, overrides: dict) -> int:
-    "`unip-nb study`: every run and the summary, one line each; 1 when any did not complete."
+    "`unip-nb study`: the study, a line per run; 1 if any did not complete."
     from unip_nb.study import run_html, run_study, study_dir
     if args.jobs < 1: raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
     results = run_study(preset, args.ablations, args.seeds, settings, args.jobs, args.force,
@@ -124,7 +124,7 @@ def _study(args: argparse.Namespace, settings, preset: str, overrides: dict) -> 
 
 # %% ../nbs/21_cli.ipynb #92af7931
 def main(argv: list[str] | None = None) -> int:
-    "Entry point of the `unip-nb` console script: 0 done, 1 failed while running, 2 refused input."
+    "Run `unip-nb` on `argv`: 0 done, 1 failed while running, 2 refused."
     args, settings = _parser().parse_args(argv), None
     hide_known_warnings()
     try:
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
 
 # %% ../nbs/21_cli.ipynb #8542a313
 def _stop_on_sigterm(signum: int, frame) -> None:
-    "Stop the runs' kernels, then exit: what finished is kept; the same command resumes the study."
+    "Stop the runs' kernels, then exit; the same command resumes the study."
     import psutil
     kernels = psutil.Process().children(recursive=True)
     for k in kernels: k.terminate()

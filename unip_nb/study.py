@@ -31,7 +31,7 @@ from .teacher import teacher_for
 
 # %% ../nbs/20_study.ipynb #6bb53f20
 def git_commit(repo: Path | None = None) -> dict:
-    "The git commit of `repo` (default: this package's checkout); whether its tracked files differ."
+    "The git commit of `repo` and whether its tracked files differ."
     repo = Path(repo or Path(unip_nb.__file__).resolve().parent)
     def git(*args):
         return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
@@ -53,7 +53,7 @@ def library_versions() -> dict:
 
 # %% ../nbs/20_study.ipynb #eacc5f35
 def machine() -> dict:
-    "What a run ran on: the CPU model, its cores, the OS and the GPU, if any."
+    "What a run ran on: the CPU model, its cores, the OS and any GPU."
     cpuinfo = Path("/proc/cpuinfo")
     lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
     models = [l.split(":", 1)[1].strip() for l in lines if l.startswith("model name")]
@@ -64,7 +64,7 @@ def machine() -> dict:
 # %% ../nbs/20_study.ipynb #eeaa1803
 @dataclass
 class RunRecorder:
-    "Provenance, stage times and metrics of one run; `save` writes them as JSON atomically."
+    "Provenance, stage times and metrics of one run, saved as JSON."
     config: dict
     seed: int
     stages: dict = field(default_factory=dict)
@@ -96,7 +96,7 @@ class RunRecorder:
 
 # %% ../nbs/20_study.ipynb #bb88f96d
 def read_record(path: Path) -> dict:
-    "A run record, or an error naming the file when it is missing or incomplete."
+    "The complete run record in `path`, else an error naming the file."
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"run record {path} does not exist: the run did not finish")
@@ -107,7 +107,7 @@ def read_record(path: Path) -> dict:
 
 # %% ../nbs/20_study.ipynb #15520aae
 def check_ready(preset: Preset, settings: Settings) -> None:
-    "Raise a `RuntimeError` listing what `preset` needs and this machine or `settings.ini` lacks."
+    "Raise a `RuntimeError` listing all that `preset` needs but lacks here."
     problems = []
     checks = [lambda k=k: settings.writable_folder(k) for k in STUDY_FOLDERS]
     if preset.needs_real_data: checks += [lambda k=k: settings.path(k) for k in PATH_KEYS]
@@ -125,7 +125,7 @@ KERNEL = "unip-nb"
 
 # %% ../nbs/20_study.ipynb #c68d9953
 def template_path(name: str) -> Path:
-    "The run template `nbs/runs/<name>.ipynb` of the repository this package is installed from."
+    "The run template `nbs/runs/<name>.ipynb` of this package's repository."
     p = RUNS_DIR/f"{name}.ipynb"
     if not p.exists(): raise FileNotFoundError(
         f"run template {p} does not exist: the templates live in nbs/runs of the unip-nb "
@@ -135,7 +135,7 @@ def template_path(name: str) -> Path:
 # %% ../nbs/20_study.ipynb #76a636e9
 def study_dir(settings: Settings, preset: str, overrides: dict | None = None,
               plan: Path | None = None) -> Path:
-    "A study's folder: `<reports_dir>/<preset>`, `-<plan's stem>`, `-<overrides' hash>` if given."
+    "The folder of a study of `preset` (with `plan`, `overrides` if given)."
     name = preset + (f"-{Path(plan).stem}" if plan else "")
     return settings.reports_dir/(name + (f"-{stable_hash(overrides)}" if overrides else ""))
 
@@ -147,7 +147,7 @@ def default_record_path(
     overrides: dict | None = None,
     plan: Path | None = None,
 ) -> Path:
-    "Where run `run` of `preset` (`overrides`, from `plan`) keeps its record: its study's folder."
+    "Where run `run` of `preset` keeps its record, in its study's folder."
     return study_dir(settings, preset, overrides, plan)/run/"record.json"
 
 # %% ../nbs/20_study.ipynb #9a80e13c
@@ -160,7 +160,7 @@ def run_name(
     target: str | int | list | None = None,
     phases: list | None = None,
 ) -> str:
-    "A run's folder name: `<ablation>-s<seed>`, then a hash of the parameters changing it, if any."
+    "A run's folder name: `<ablation>-s<seed>`, then a hash of any changes."
     given = dict(teacher_layer=teacher_layer, infmix_sources=infmix_sources, target=target,
                  phases=phases)
     given = {k: v for k, v in given.items() if v is not None}
@@ -169,7 +169,7 @@ def run_name(
 
 # %% ../nbs/20_study.ipynb #8d68cb1e
 def check_record_path(settings: Settings, record_path: Path | str) -> Path:
-    "`record_path` made absolute, or an error if outside the reports folder (read by the summary)."
+    "`record_path` made absolute, or an error if outside the reports folder."
     path, reports = Path(record_path).resolve(), settings.reports_dir.resolve()
     if not path.is_relative_to(reports): raise ValueError(
         f"record_path {path} is outside the reports folder {reports} (reports_dir, set by "
@@ -178,7 +178,7 @@ def check_record_path(settings: Settings, record_path: Path | str) -> Path:
 
 # %% ../nbs/20_study.ipynb #985bf2a4
 def render_html(ipynb: Path, html: Path) -> Path:
-    "Render an executed notebook as standalone HTML `html`: outputs, prose and figures, no code."
+    "Render executed notebook `ipynb` as standalone HTML `html`, no code."
     from nbconvert import HTMLExporter
     exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True,
                             exclude_output_prompt=True)
@@ -187,7 +187,7 @@ def render_html(ipynb: Path, html: Path) -> Path:
 
 # %% ../nbs/20_study.ipynb #596c2eb2
 def ipc_kernel_manager() -> type:
-    "A Jupyter kernel manager using IPC sockets in the temporary folder (no TCP port, no warning)."
+    "A Jupyter kernel manager using IPC sockets in the temporary folder."
     from jupyter_client.manager import AsyncKernelManager
     class IPCKernelManager(AsyncKernelManager):
         def __init__(self, **kwargs):
@@ -198,7 +198,7 @@ def ipc_kernel_manager() -> type:
 
 # %% ../nbs/20_study.ipynb #19f4e6d3
 def execute_notebook(template: Path, out: Path, parameters: dict, html: Path) -> str | None:
-    "Execute `template` into `out` with papermill, render `html`; the error, or None if none."
+    "Execute `template` into `out`, render `html`: the error, else None."
     import papermill as pm
     out.parent.mkdir(parents=True, exist_ok=True)
     try: pm.execute_notebook(str(template), str(out), parameters=parameters, kernel_name=KERNEL,
@@ -212,12 +212,12 @@ def execute_notebook(template: Path, out: Path, parameters: dict, html: Path) ->
 
 # %% ../nbs/20_study.ipynb #79117e19
 def run_html(out_dir: Path) -> Path:
-    "Where the HTML of the run in `out_dir` goes: `<out_dir>.html`, beside its folder."
+    "Where the HTML of the run in `out_dir` goes: `<out_dir>.html`."
     return out_dir.parent/f"{out_dir.name}.html"
 
 # %% ../nbs/20_study.ipynb #f8ed3aeb
 def execute_run(template: Path, out_dir: Path, parameters: dict) -> dict:
-    "Run a template into `out_dir`, render `run_html(out_dir)`: its record or written failure."
+    "Execute `template` into `out_dir`, render it: the record or a failure."
     record = out_dir/"record.json"
     error = execute_notebook(template, out_dir/"run.ipynb",
                              dict(parameters, record_path=str(record)), run_html(out_dir))
@@ -228,7 +228,7 @@ def execute_run(template: Path, out_dir: Path, parameters: dict) -> dict:
 
 # %% ../nbs/20_study.ipynb #9e733413
 def study_registry(preset: Preset, settings: Settings) -> dict[str, Ablation]:
-    "The ablations of `preset`: `infmix_without_<s>` per InfPre sub-dataset `s` (no data built)."
+    "The ablations of `preset`, one `infmix_without_<s>` per sub-dataset."
     subsets = (INFPRE_SENSORS if preset.embedded is not None
                else infpre_subsets(settings.path("infpre")))
     return ablation_registry(subsets)
@@ -236,20 +236,20 @@ def study_registry(preset: Preset, settings: Settings) -> dict[str, Ablation]:
 # %% ../nbs/20_study.ipynb #ac36f303
 def study_rows(preset: Preset, settings: Settings,
                plan: Path | str | None = None) -> dict[str, Ablation]:
-    "The rows a study of `preset` runs: the registry's, or plan `plan`'s (with registry's `unip`)."
+    "The rows a study of `preset` runs: the registry's, or `plan`'s."
     registry = study_registry(preset, settings)
     return read_plan(plan, registry["unip"]) if plan else registry
 
 # %% ../nbs/20_study.ipynb #67a5b2ef
 def prepare_shared_stages(preset: Preset, settings: Settings) -> None:
-    "Generate the embedded data and pre-train (or load) the teacher once, before the runs use them."
+    "Generate the embedded data and pre-train (or load) the teacher once."
     shown = sys.stdout.isatty()  # a log file gets no progress bars redrawn into it
     study_roots(preset, settings, progress=shown)
     teacher_for(preset, settings, progress=shown)
 
 # %% ../nbs/20_study.ipynb #a25fda79
 def reusable_record(record_file: Path, config: dict) -> dict | None:
-    "The complete record in `record_file` when it is of a run with exactly `config`, else None."
+    "The complete record in `record_file` of a run with `config`, else None."
     try: rec = read_record(record_file)
     except (FileNotFoundError, ValueError): return None
     return rec if rec.get("config") == config else None
@@ -265,7 +265,7 @@ def run_study(
     overrides: dict | None = None,       # preset fields changed for every run (`override_preset`)
     plan: Path | str | None = None,      # a plan file whose rows are run instead of the registry's
 ) -> dict:
-    "Run every (ablation, seed) of `preset` and the summary; `{run name: record or failure}`."
+    "Run every (ablation, seed) of `preset` and the summary: their records."
     settings, overrides = settings or load_settings(), parse_overrides(overrides)
     plan = plan and Path(plan).resolve()
     p = override_preset(get_preset(preset), overrides)
@@ -292,7 +292,7 @@ def _run_study(
     overrides: dict,
     plan: Path | None,
 ) -> dict:
-    "`run_study` once it holds the study folder's lock; `p` is the preset with `overrides` applied."
+    "`run_study` once it holds the study folder's lock."
     chosen = [get_ablation(rows, a) for a in (ablations or rows)]
     prepare_shared_stages(p, settings)
     seeds = seeds if seeds is not None else p.seeds
@@ -346,7 +346,7 @@ def run_one(
     phases: list | str | None = None,       # replaces the ablation's pre-training phases (`Phase`)
     announce: bool = False,                 # rank 0 says where the record went (`unip-nb run`)
 ) -> dict:
-    "One run, as the ablation template and `torchrun` do it: every rank computes, rank 0 records."
+    "One run, as the ablation template and `torchrun` do it; its record."
     overrides, target = parse_overrides(overrides), None if target is None else parse_target(target)
     phases = None if phases is None else [asdict(ph) for ph in read_phases(phases)]
     p = override_preset(get_preset(preset), overrides)
@@ -370,7 +370,7 @@ def run_one(
 
 # %% ../nbs/20_study.ipynb #b321ffb9
 def list_ablations(preset: str, settings: Settings, plan: Path | str | None = None) -> str:
-    "The rows of a study of `preset` (or `plan`), a line each: name, group, description, changes."
+    "The rows of a study of `preset` (or `plan`) as text, a line each."
     rows = study_rows(get_preset(preset), settings, plan).values()
     width = max(len(a.name) for a in rows)
     def changes(a):
