@@ -33,12 +33,13 @@ from .teacher import teacher_for
 
 # %% ../nbs/18_ablations.ipynb #8ff1a0f0
 def check_infmix_variant(variant: str) -> None:
-    "Refuse a name that is not an InfMix variant (see the InfMix notebook)."
+    "Refuse `variant` unless it names an InfMix variant."
     known = r"full|no_gray|no_(infpre|in1k|coco)|without_\w+"
     if not isinstance(variant, str) or not re.fullmatch(known, variant):
         raise ValueError(f"infmix must be full, no_gray, no_<source> or "
                          f"without_<InfPre sub-dataset>, got {variant!r}")
 
+# %% ../nbs/18_ablations.ipynb #e80b29c5
 @dataclass(frozen=True)
 class Ablation:
     "One row of the study: a configuration change against full UNIP."
@@ -53,7 +54,7 @@ class Ablation:
     plan: dict = field(default_factory=dict)       # a plan file's `PLAN_FIELDS`, for the record
 
     def __post_init__(self):
-        "Refuse a `backbone`, `overrides`, `infmix`, `target` or `phases` that no stage knows."
+        "Refuse fields that no stage knows, naming the row."
         if self.backbone not in ("student", "teacher"):
             raise ValueError(f"ablation {self.name!r}: backbone must be 'student' or 'teacher', "
                              f"got {self.backbone!r}")
@@ -64,6 +65,7 @@ class Ablation:
             if self.phases: read_phases(self.phases)
         except (TypeError, ValueError) as e: raise type(e)(f"ablation {self.name!r}: {e}") from e
 
+# %% ../nbs/18_ablations.ipynb #36186f31
 def get_ablation(registry: dict[str, Ablation], name: str) -> Ablation:
     "The ablation `name`, or an error listing the registered ones."
     if name not in registry:
@@ -76,7 +78,7 @@ PLAN_FIELDS = ("ablated_part", "action", "replacement", "metrics")
 PLAN_ACTIONS = ("REMOVE", "REPLACE", "ADD")
 
 def _plan_row(row) -> Ablation:
-    "One row of a plan file as an `Ablation`, or an error saying what is wrong with it."
+    "A plan file's `row` as an `Ablation`, or an error saying what is wrong."
     if not isinstance(row, dict):
         raise ValueError(f"a row must be a mapping of fields, got {row!r}")
     own = {f.name for f in dataclasses.fields(Ablation)} - {"plan"}
@@ -92,13 +94,15 @@ def _plan_row(row) -> Ablation:
     plan = {k: row[k] for k in PLAN_FIELDS if k in row}
     return Ablation(**{k: v for k, v in row.items() if k in own}, plan=plan)
 
+# %% ../nbs/18_ablations.ipynb #5d7727ef
 def _each_subset(row, infpre_subsets: list[str]) -> list:
-    "An `each_infpre_subset: true` row as one per InfPre subset (`{subset}` filled); else the row."
+    "`row` as one row per InfPre subset where it asks so; else `[row]`."
     if not (isinstance(row, dict) and row.get("each_infpre_subset")): return [row]
     rest = {k: v for k, v in row.items() if k != "each_infpre_subset"}
     fill = lambda v, s: v.format(subset=s) if isinstance(v, str) else v
     return [{k: fill(v, s) for k, v in rest.items()} for s in infpre_subsets]
 
+# %% ../nbs/18_ablations.ipynb #e73d51dc
 def read_plan(
     path: Path,
     reference: Ablation | None = None,  # compared with every row; first unless the plan has it
@@ -128,10 +132,12 @@ def read_plan(
 # %% ../nbs/18_ablations.ipynb #123fd8cb
 # the run templates, the study's plan
 RUNS_DIR = Path(unip_nb.__file__).resolve().parent.parent/"nbs"/"runs"
+
+# %% ../nbs/18_ablations.ipynb #d3100b25
 REGISTRY_PLAN = RUNS_DIR/"registry.yaml"
 
 def ablation_registry(infpre_subsets: list[str]) -> dict[str, Ablation]:
-    "Every row of the built-in study (`REGISTRY_PLAN`), for InfPre sub-datasets `infpre_subsets`."
+    "The built-in study's rows (`REGISTRY_PLAN`) for `infpre_subsets`."
     if not REGISTRY_PLAN.is_file(): raise FileNotFoundError(
         f"the study's plan {REGISTRY_PLAN} does not exist: it lives in nbs/runs of the unip-nb "
         "repository; install the package from a whole clone (pip install -e .)")
@@ -141,15 +147,15 @@ def ablation_registry(infpre_subsets: list[str]) -> dict[str, Ablation]:
 # bump when a change alters a run's metrics: older records and stages are then not reused
 RUN_VERSION = 4
 
+# %% ../nbs/18_ablations.ipynb #7f1c38eb
 def run_preset(ablation: Ablation, preset: Preset, overrides: dict | str | None = None) -> Preset:
-    "A run's preset: `preset` with the row's overrides (`ablation`), then the run's `overrides`."
+    "`preset` with `ablation`'s overrides, then the run's `overrides`."
     return override_preset(override_preset(preset, ablation.overrides), overrides)
-
 
 # %% ../nbs/18_ablations.ipynb #de8860f7
 @dataclass(frozen=True)
 class Run:
-    "One run of the study: an ablation row at its preset and seed, with the run's own parameters."
+    "One run of the study: an ablation row at its preset and seed."
     ablation: Ablation
     preset: Preset                           # the run's preset (`run_preset`)
     seed: int
@@ -173,7 +179,7 @@ class Run:
         return json.loads(json.dumps(config, default=str))
 
     def work_dir(self, cache_dir: Path, teacher: str) -> Path:
-        "Where the run keeps its finished stages: keyed by its configuration and its `teacher_id`."
+        "The folder of the run's finished stages, under `cache_dir`."
         config = {k: v for k, v in self.config.items() if k != "overrides"}  # the preset holds them
         return Path(cache_dir)/"runs"/stable_hash(dict(config, teacher=teacher))
 
@@ -183,7 +189,7 @@ def run_target(
     target: str | int | list | None = None,  # the run's own target
     teacher_layer: int | None = None,        # in place of a distilling shorthand
 ) -> str | int | list:
-    "The target a run distils: its own `target`, else the row's, or its `teacher_layer`."
+    "The target a run distils: its own, the row's or `teacher_layer`."
     target = ablation.target if target is None else parse_target(target)
     if teacher_layer is None or target == "none": return target
     if isinstance(target, list):
@@ -194,15 +200,16 @@ def run_target(
 
 # %% ../nbs/18_ablations.ipynb #1b8df6b0
 def study_roots(preset: Preset, settings: Settings, progress: bool = False) -> dict[str, Path]:
-    "Folders of the pre-training sources (infpre, in1k, coco) and of the three segmentation sets."
+    "Folders of the pre-training sources and of the segmentation sets."
     if preset.embedded is not None:
         root = generate_embedded(settings.data_root, preset.embedded, preset.data_seed, progress)
         return {k: root/k for k in (*SOURCES, *SEG_SETS)}
     folders = [k for k in PATH_KEYS if PATH_KINDS[k] == "folder"]  # the sources, then the sets
     return {"in1k" if k == "imagenet" else k: settings.path(k) for k in folders}
 
+# %% ../nbs/18_ablations.ipynb #4df173dd
 def check_infmix_sources(sources) -> None:
-    "Refuse `infmix_sources` that are not a non-empty list of names from `SOURCES`."
+    "Refuse `sources` unless a non-empty list of names from `SOURCES`."
     if isinstance(sources, str) or not isinstance(sources, (list, tuple)):
         raise TypeError(f"infmix_sources must be a list of {', '.join(SOURCES)}, got {sources!r} "
                         "(papermill's -p passes text: give a list with -y, "
@@ -212,13 +219,14 @@ def check_infmix_sources(sources) -> None:
     if not sources:
         raise ValueError(f"infmix_sources is empty: name at least one of {', '.join(SOURCES)}")
 
+# %% ../nbs/18_ablations.ipynb #4901b438
 def infmix_spec(
     roots: dict[str, Path],
     variant: str = "full",
     sources: list[str] | None = None,     # keep only these of infpre, in1k and coco
     thermal_scaling: str = "percentile",  # 16-bit and float images to 8 bits (files notebook)
 ) -> InfMixSpec:
-    "The InfMix variant `variant`, optionally restricted to `sources` (of infpre, in1k, coco)."
+    "The InfMix variant `variant`, optionally kept to `sources`."
     base = InfMixSpec(infpre=roots["infpre"], in1k=roots["in1k"], coco=roots["coco"],
                       thermal_scaling=thermal_scaling)
     variants = infmix_variants(base)
@@ -248,8 +256,9 @@ class Phase:
         if self.target is not None and not target_terms(self.target):
             raise ValueError("a phase distils: its target cannot be 'none'")
 
+# %% ../nbs/18_ablations.ipynb #8b914837
 def read_phases(phases: list | tuple | str | None) -> tuple[Phase, ...]:
-    "Pre-training phases from `Phase`s, mappings of their fields or a list's JSON text; None: none."
+    "`phases` (`Phase`s, mappings or JSON text) as a tuple of `Phase`s."
     if phases is None: return ()
     if isinstance(phases, str):
         try: phases = json.loads(phases)
@@ -267,7 +276,7 @@ def run_phases(
     infmix_sources: list[str] | None = None,
     phases: list | str | None = None,        # the run's own phases, in place of the row's
 ) -> tuple[Phase, ...]:
-    "A run's phases, fields filled: its own, else the row's, else one; none if it distils nothing."
+    "A run's phases, every field filled from the run."
     given = read_phases(ablation.phases if phases is None else phases)
     if ablation.backbone == "teacher":
         if given: raise ValueError(f"ablation {ablation.name!r} fine-tunes the teacher itself: "
@@ -294,7 +303,7 @@ def check_run_parameters(
     target: str | int | list = "hybrid",  # the run's distillation target (`run_target`)
     phases: tuple = (),                   # filled phases (`run_phases`), whose targets replace it
 ) -> None:
-    "Before any stage runs, refuse parameters unfit for the preset, naming each and what's allowed."
+    "Refuse run parameters unfit for `preset`, before any stage runs."
     if (isinstance(s, bool) or not isinstance(s, (int, float))
             or not (math.isfinite(s) and 0 < s < 1)):
         raise ValueError(f"s (the NMI of the hybrid pattern) must be a number strictly between "
@@ -337,7 +346,7 @@ def compared_layers(
     terms: tuple,                      # the resolved terms the student learnt, every phase's
     hybrid: int,                       # the run's hybrid layer
 ) -> dict[str, tuple[VisionTransformer, int]]:
-    "The named (ViT, layer) pairs a run page compares: teacher layers, then the backbone's."
+    "The named (ViT, layer) pairs a run page compares."
     attention = [t for t in terms if t.kind == "attention"]
     taught = {hybrid, *teacher_layers(attention)}
     learnt = {len(backbone.blocks), *(t.student_layer for t in attention)}
@@ -351,7 +360,7 @@ def attention_views(
     roots: dict[str, Path],
     preset: Preset,
 ) -> dict:
-    "`query_attention` of `models` at the centre of SODA's first test image, at pre-training size."
+    "`query_attention` of `models` at the centre of a SODA test image."
     name = SEG_SETS[0]
     ds = SegDataset(roots[name], name, "test", thermal_scaling=preset.thermal_scaling, check=False)
     image = centre_square(ds[0][0], preset.img_size)
@@ -365,8 +374,9 @@ def infmix_composition(mix: InfMixSpec) -> dict:
     counts = pd.Series(build_infmix(mix, check=False, progress=False)["source"]).value_counts()
     return {src: int(counts.get(src, 0)) for src in SOURCES} | {"gray": mix.gray}
 
+# %% ../nbs/18_ablations.ipynb #b01cb086
 def pretraining_record(phases: list[PhaseRun], student_depth: int) -> dict:
-    "A run's record of its pre-training: target and InfMix composition (per phase, if several)."
+    "A run's record of its pre-training: target and InfMix composition."
     if not phases: return dict(target=None, infmix=None)
     records = [(r := target_record(ph.terms, student_depth)) and list(r) for ph in phases]
     if len(phases) == 1: return dict(target=records[0], infmix=infmix_composition(phases[0].mix))
@@ -381,7 +391,7 @@ def run_ablation(
     settings: Settings,
     stage=nullcontext,                        # the stage timer of the run's record
 ) -> dict:
-    "Teacher -> NMI layer -> InfMix -> distillation -> FT and LP: one run's metrics, resumable."
+    "One run's metrics, from the teacher to FT and LP; resumable."
     preset, s = run.preset, run.s
     target = run_target(run.ablation, run.target, run.teacher_layer)
     filled = run_phases(run.ablation, preset, target, run.infmix_sources, run.phases)
