@@ -62,8 +62,10 @@ class Ablation:
         try:
             check_infmix_variant(self.infmix)
             target_terms(self.target)
-            if self.phases: read_phases(self.phases)
-        except (TypeError, ValueError) as e: raise type(e)(f"ablation {self.name!r}: {e}") from e
+            if self.phases:
+                read_phases(self.phases)
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"ablation {self.name!r}: {e}") from e
 
 # %% ../nbs/18_ablations.ipynb #36186f31
 def get_ablation(registry: dict[str, Ablation], name: str) -> Ablation:
@@ -88,7 +90,8 @@ def _plan_row(row) -> Ablation:
                          f"{', '.join([*sorted(own), *PLAN_FIELDS])}")
     missing = [k for k in ("name", "description", "group")
                if not isinstance(row.get(k), str) or not row[k]]
-    if missing: raise ValueError(f"{', '.join(missing)} must be given as text")
+    if missing:
+        raise ValueError(f"{', '.join(missing)} must be given as text")
     if "action" in row and row["action"] not in PLAN_ACTIONS:
         raise ValueError(f"action must be one of {', '.join(PLAN_ACTIONS)}, got {row['action']!r}")
     plan = {k: row[k] for k in PLAN_FIELDS if k in row}
@@ -97,7 +100,8 @@ def _plan_row(row) -> Ablation:
 # %% ../nbs/18_ablations.ipynb #5d7727ef
 def _each_subset(row, infpre_subsets: list[str]) -> list:
     "`row` as one row per InfPre subset where it asks so; else `[row]`."
-    if not (isinstance(row, dict) and row.get("each_infpre_subset")): return [row]
+    if not (isinstance(row, dict) and row.get("each_infpre_subset")):
+        return [row]
     rest = {k: v for k, v in row.items() if k != "each_infpre_subset"}
     fill = lambda v, s: v.format(subset=s) if isinstance(v, str) else v
     return [{k: fill(v, s) for k, v in rest.items()} for s in infpre_subsets]
@@ -110,9 +114,12 @@ def read_plan(
 ) -> dict[str, Ablation]:
     "The rows of plan file `path` (YAML, `rows:` a list)."
     path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"plan file {path} does not exist")
-    try: doc = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e: raise ValueError(f"plan file {path} is not valid YAML: {e}") from e
+    if not path.is_file():
+        raise FileNotFoundError(f"plan file {path} does not exist")
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ValueError(f"plan file {path} is not valid YAML: {e}") from e
     rows = doc.get("rows") if isinstance(doc, dict) else None
     if not isinstance(rows, list) or not rows:
         raise ValueError(f"plan file {path}: expected `rows:`, a list of rows")
@@ -138,9 +145,10 @@ REGISTRY_PLAN = RUNS_DIR/"registry.yaml"
 
 def ablation_registry(infpre_subsets: list[str]) -> dict[str, Ablation]:
     "The built-in study's rows (`REGISTRY_PLAN`) for `infpre_subsets`."
-    if not REGISTRY_PLAN.is_file(): raise FileNotFoundError(
-        f"the study's plan {REGISTRY_PLAN} does not exist: it lives in nbs/runs of the unip-nb "
-        "repository; install the package from a whole clone (pip install -e .)")
+    if not REGISTRY_PLAN.is_file():
+        raise FileNotFoundError(
+            f"the study's plan {REGISTRY_PLAN} does not exist: it lives in nbs/runs of the unip-nb "
+            "repository; install the package from a whole clone (pip install -e .)")
     return read_plan(REGISTRY_PLAN, infpre_subsets=infpre_subsets)
 
 # %% ../nbs/18_ablations.ipynb #a9de995b
@@ -191,7 +199,8 @@ def run_target(
 ) -> str | int | list:
     "The target a run distils: its own, the row's or `teacher_layer`."
     target = ablation.target if target is None else parse_target(target)
-    if teacher_layer is None or target == "none": return target
+    if teacher_layer is None or target == "none":
+        return target
     if isinstance(target, list):
         raise ValueError("teacher_layer replaces a shorthand target; "
                          "a list of terms names each term's layer")
@@ -215,7 +224,8 @@ def check_infmix_sources(sources) -> None:
                         "(papermill's -p passes text: give a list with -y, "
                         "e.g. -y 'infmix_sources: [infpre, coco]')")
     bad = sorted(set(sources) - set(SOURCES))
-    if bad: raise ValueError(f"infmix_sources may name {', '.join(SOURCES)}, not {bad}")
+    if bad:
+        raise ValueError(f"infmix_sources may name {', '.join(SOURCES)}, not {bad}")
     if not sources:
         raise ValueError(f"infmix_sources is empty: name at least one of {', '.join(SOURCES)}")
 
@@ -233,7 +243,8 @@ def infmix_spec(
     if variant not in variants:
         raise KeyError(f"unknown InfMix variant {variant!r}; choose one of {', '.join(variants)}")
     spec = variants[variant]
-    if sources is None: return spec
+    if sources is None:
+        return spec
     check_infmix_sources(sources)
     return replace(spec, **{s: None for s in SOURCES if s not in sources})
 
@@ -248,8 +259,10 @@ class Phase:
 
     def __post_init__(self):
         "Refuse a field no stage can use, naming it."
-        if self.infmix is not None: check_infmix_variant(self.infmix)
-        if self.sources is not None: check_infmix_sources(self.sources)
+        if self.infmix is not None:
+            check_infmix_variant(self.infmix)
+        if self.sources is not None:
+            check_infmix_sources(self.sources)
         e = self.epochs
         if e is not None and (isinstance(e, bool) or not isinstance(e, int) or e < 1):
             raise ValueError(f"epochs must be a whole number from 1, got {e!r}")
@@ -259,9 +272,11 @@ class Phase:
 # %% ../nbs/18_ablations.ipynb #8b914837
 def read_phases(phases: list | tuple | str | None) -> tuple[Phase, ...]:
     "`phases` (`Phase`s, mappings or JSON text) as a tuple of `Phase`s."
-    if phases is None: return ()
+    if phases is None:
+        return ()
     if isinstance(phases, str):
-        try: phases = json.loads(phases)
+        try:
+            phases = json.loads(phases)
         except json.JSONDecodeError as e:
             raise ValueError(f"phases {phases!r} is not a JSON list of phases: {e}") from e
     if not isinstance(phases, (list, tuple)):
@@ -279,10 +294,12 @@ def run_phases(
     "A run's phases, every field filled from the run."
     given = read_phases(ablation.phases if phases is None else phases)
     if ablation.backbone == "teacher":
-        if given: raise ValueError(f"ablation {ablation.name!r} fine-tunes the teacher itself: "
-                                   "it takes no pre-training phases")
+        if given:
+            raise ValueError(f"ablation {ablation.name!r} fine-tunes the teacher itself: "
+                             "it takes no pre-training phases")
         return ()
-    if not given: given = (Phase(),) if target_terms(target) else ()
+    if not given:
+        given = (Phase(),) if target_terms(target) else ()
     out = []
     for i, ph in enumerate(given, 1):
         t = target if ph.target is None else ph.target
@@ -333,11 +350,13 @@ def check_run_parameters(
             raise type(e)(f"phase {i}: {e}" if phases else str(e)) from e
     block_heads = student_block_heads(terms, heads, sdepth)
     with torch.device("meta"):
-        try: unip_student(preset.student_arch, preset.img_size, block_heads.pop(sdepth),
-                          block_heads=block_heads)
+        try:
+            unip_student(preset.student_arch, preset.img_size, block_heads.pop(sdepth),
+                         block_heads=block_heads)
         except ValueError as e:
             raise ValueError(f"preset {preset.name!r}: {e}, the teacher heads it learns") from e
-    if infmix_sources is not None: check_infmix_sources(infmix_sources)
+    if infmix_sources is not None:
+        check_infmix_sources(infmix_sources)
 
 # %% ../nbs/18_ablations.ipynb #ce44f497
 def compared_layers(
@@ -377,9 +396,11 @@ def infmix_composition(mix: InfMixSpec) -> dict:
 # %% ../nbs/18_ablations.ipynb #b01cb086
 def pretraining_record(phases: list[PhaseRun], student_depth: int) -> dict:
     "A run's record of its pre-training: target and InfMix composition."
-    if not phases: return dict(target=None, infmix=None)
+    if not phases:
+        return dict(target=None, infmix=None)
     records = [(r := target_record(ph.terms, student_depth)) and list(r) for ph in phases]
-    if len(phases) == 1: return dict(target=records[0], infmix=infmix_composition(phases[0].mix))
+    if len(phases) == 1:
+        return dict(target=records[0], infmix=infmix_composition(phases[0].mix))
     compositions = [infmix_composition(ph.mix) for ph in phases]
     infmix = {f"phase{i}.{k}": v for i, c in enumerate(compositions, 1) for k, v in c.items()}
     each = [dict(target=t, epochs=ph.recipe.epochs) for t, ph in zip(records, phases)]
@@ -404,8 +425,9 @@ def run_ablation(
         nmi = from_rank0(photo_layer_nmi, teacher, roots["in1k"], preset)
     means = layer_means(nmi)
     hybrid, picked = choose_hybrid_layer(preset, nmi, s)
-    if hybrid != picked: print(f"preset {preset.name!r} distils its fixed hybrid layer {hybrid}; "
-                               f"the NMI rule (s = {s}) picks layer {picked}")
+    if hybrid != picked:
+        print(f"preset {preset.name!r} distils its fixed hybrid layer {hybrid}; "
+              f"the NMI rule (s = {s}) picks layer {picked}")
     sdepth, heads = student_depth(preset), teacher.blocks[0].attn.num_heads
     depth = len(teacher.blocks)
     terms = lambda ph: resolve_terms(target_terms(ph.target), depth, heads, sdepth, hybrid, nmi, s)
@@ -414,7 +436,8 @@ def run_ablation(
                            replace(preset.distill, epochs=ph.epochs))
                   for ph in filled]
     tid = teacher_id(preset, settings)
-    if run.ablation.backbone == "teacher": backbone, made = teacher, None
+    if run.ablation.backbone == "teacher":
+        backbone, made = teacher, None
     else:
         # nothing after the deepest distilled layer is needed
         cut = (vit_through(teacher, max(teacher_layers(r.terms)[-1] for r in phase_runs))

@@ -26,7 +26,8 @@ def create_vit(arch: str | dict, img_size: int, checkpoint=None, **kwargs) -> Vi
             raise ValueError("a checkpoint loads into a named timm architecture, "
                              "not an argument dict")
         return VisionTransformer(img_size=img_size, num_classes=0, **arch, **kwargs).eval()
-    if not timm.is_model(arch): raise KeyError(f"unknown timm model {arch!r}")
+    if not timm.is_model(arch):
+        raise KeyError(f"unknown timm model {arch!r}")
     if not timm.models.is_model_in_modules(arch, ["vision_transformer"]):
         raise TypeError(f"{arch} is not a timm VisionTransformer")
     if checkpoint is not None and not Path(checkpoint).is_file():
@@ -74,16 +75,20 @@ def iter_block_outputs(
     deepest = check_layers(model, logit_layers | token_layers)[-1]
     h = vit_tokens(model, x)
     for i, blk in enumerate(model.blocks[:deepest], start=1):
-        if i in logit_layers: yield "logits", i, qk_logits(blk.attn, blk.norm1(h))
+        if i in logit_layers:
+            yield "logits", i, qk_logits(blk.attn, blk.norm1(h))
         # the deepest block runs whole only for its tokens
-        if i < deepest or i in token_layers: h = blk(h)
-        if i in token_layers: yield "tokens", i, h
+        if i < deepest or i in token_layers:
+            h = blk(h)
+        if i in token_layers:
+            yield "tokens", i, h
 
 # %% ../nbs/03_attention.ipynb #852167a7
 def iter_attention_logits(model: VisionTransformer, x: Tensor,
                           layers: Iterable[int]) -> Iterator[tuple[int, Tensor]]:
     "Yield `(layer, logits)` for each 1-based layer in `layers`."
-    for _, layer, logits in iter_block_outputs(model, x, layers): yield layer, logits
+    for _, layer, logits in iter_block_outputs(model, x, layers):
+        yield layer, logits
 
 # %% ../nbs/03_attention.ipynb #016c07ca
 def attention_logits(model: VisionTransformer, x: Tensor, layer: int) -> Tensor:
@@ -121,7 +126,8 @@ def query_attention(
     for name, (vit, layer) in models.items():
         device, (ph, pw) = next(vit.parameters()).device, vit.patch_embed.patch_size
         gh, gw = vit.patch_embed.dynamic_feat_size((H, W))
-        with torch.no_grad(): attn = attention_maps(vit, image[None].to(device), [layer])[layer]
+        with torch.no_grad():
+            attn = attention_maps(vit, image[None].to(device), [layer])[layer]
         n = vit.num_prefix_tokens
         maps[name] = attn[0, :, n + (qy // ph) * gw + qx // pw, n:].mean(0).reshape(gh, gw).cpu()
     return maps

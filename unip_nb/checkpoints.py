@@ -27,7 +27,8 @@ def read_checkpoint(path: Path) -> dict:
     if path.is_dir():
         raise IsADirectoryError(f"checkpoint {path} is a folder: "
                                 "give the checkpoint file inside it")
-    if not path.is_file(): raise FileNotFoundError(f"checkpoint {path} does not exist")
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
     try:
         # MAE's checkpoints keep their args
         with torch.serialization.safe_globals([argparse.Namespace]):
@@ -74,7 +75,8 @@ def checkpoint_format(source: str) -> CheckpointFormat:
 # %% ../nbs/11_checkpoints.ipynb #bf09de45
 def strip_prefixes(key: str, prefixes: tuple = STRIP_PREFIXES) -> str:
     "`key` without its leading `module.` / `backbone.` prefixes, any order."
-    while key.startswith(prefixes): key = key[len(next(p for p in prefixes if key.startswith(p))):]
+    while key.startswith(prefixes):
+        key = key[len(next(p for p in prefixes if key.startswith(p))):]
     return key
 
 # %% ../nbs/11_checkpoints.ipynb #74b0a41f
@@ -240,7 +242,8 @@ def training_args(obj: dict) -> dict:
 def recorded_last_heads(obj: dict, path: Path) -> dict[str, int]:
     "Last block's heads that checkpoint `obj` at `path` records, by source."
     found, args, info = {}, training_args(obj), student_name_info(path)
-    if args.get("last_heads") is not None: found["args.last_heads"] = int(args["last_heads"])
+    if args.get("last_heads") is not None:
+        found["args.last_heads"] = int(args["last_heads"])
     if info is not None:
         found[f"file name ({info['teacher']})"] = PAPER_TEACHERS[info["teacher"]].heads
     return found

@@ -87,8 +87,10 @@ def parse_set(items: list[str]) -> dict:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ValueError(f"--set {item!r}: write FIELD=VALUE, e.g. --set distill.epochs=10")
-        try: overrides[key] = json.loads(raw)
-        except json.JSONDecodeError: overrides[key] = raw
+        try:
+            overrides[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            overrides[key] = raw
     return overrides
 
 # %% ../nbs/21_cli.ipynb #bb0bc4aa
@@ -97,8 +99,10 @@ def _run(args: argparse.Namespace, settings, preset: str, overrides: dict) -> in
     import torch
     from unip_nb.distributed import close_distributed, init_distributed
     from unip_nb.study import run_one
-    if "RANK" in os.environ: init_distributed()
-    if args.threads: torch.set_num_threads(args.threads)
+    if "RANK" in os.environ:
+        init_distributed()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     plan = args.plan and Path(args.plan).resolve()
     try:
         run_one(args.ablation, preset, args.seed, settings, args.record, args.teacher_layer,
@@ -112,7 +116,8 @@ def _run(args: argparse.Namespace, settings, preset: str, overrides: dict) -> in
 def _study(args: argparse.Namespace, settings, preset: str, overrides: dict) -> int:
     "`unip-nb study`: the study, a line per run; 1 if any did not complete."
     from unip_nb.study import run_html, run_study, study_dir
-    if args.jobs < 1: raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.jobs < 1:
+        raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
     results = run_study(preset, args.ablations, args.seeds, settings, args.jobs, args.force,
                         overrides, args.plan)
     out = study_dir(settings, preset, overrides, args.plan and Path(args.plan).resolve())
@@ -149,8 +154,10 @@ def _stop_on_sigterm(signum: int, frame) -> None:
     "Stop the runs' kernels, then exit; the same command resumes the study."
     import psutil
     kernels = psutil.Process().children(recursive=True)
-    for k in kernels: k.terminate()
-    for k in psutil.wait_procs(kernels, timeout=10)[1]: k.kill()
+    for k in kernels:
+        k.terminate()
+    for k in psutil.wait_procs(kernels, timeout=10)[1]:
+        k.kill()
     print("unip-nb: stopped by SIGTERM; run the same command again to resume", file=sys.stderr,
           flush=True)
     os._exit(128 + signum)

@@ -66,23 +66,30 @@ class Settings:
             raise KeyError(f"unknown path {name!r}; "
                            f"settings.ini [paths] has {', '.join(PATH_KEYS)}")
         p, by = self.paths.get(name), f"set by {self.origin(name)}"
-        if p is None: raise FileNotFoundError(
-            f"{name} is empty ({by}); set it to the local copy (or export UNIP_NB_{name.upper()})")
-        if not p.exists(): raise FileNotFoundError(f"{name} = {p} does not exist ({by})")
-        if PATH_KINDS[name] == "file" and not p.is_file(): raise IsADirectoryError(
-            f"{name} = {p} is a folder ({by}): it must be the checkpoint file itself")
-        if PATH_KINDS[name] == "folder" and not p.is_dir(): raise NotADirectoryError(
-            f"{name} = {p} is a file ({by}): it must be the dataset's folder")
+        if p is None:
+            raise FileNotFoundError(
+                f"{name} is empty ({by}); set it to the local copy "
+                f"(or export UNIP_NB_{name.upper()})")
+        if not p.exists():
+            raise FileNotFoundError(f"{name} = {p} does not exist ({by})")
+        if PATH_KINDS[name] == "file" and not p.is_file():
+            raise IsADirectoryError(
+                f"{name} = {p} is a folder ({by}): it must be the checkpoint file itself")
+        if PATH_KINDS[name] == "folder" and not p.is_dir():
+            raise NotADirectoryError(
+                f"{name} = {p} is a file ({by}): it must be the dataset's folder")
         return p
 
     def writable_folder(self, key: str) -> Path:
         "Study folder `key`, made and proved writable, else an error."
         p, by = getattr(self, key), f"set by {self.origin(key)}"
-        if p.exists() and not p.is_dir(): raise NotADirectoryError(
-            f"{key} = {p} is a file ({by}): point it to a folder")
+        if p.exists() and not p.is_dir():
+            raise NotADirectoryError(
+                f"{key} = {p} is a file ({by}): point it to a folder")
         try:
             p.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryFile(dir=p): pass
+            with tempfile.TemporaryFile(dir=p):
+                pass
         except OSError as e:
             raise OSError(
                 e.errno,
@@ -93,12 +100,14 @@ class Settings:
 
     def blame(self, error: OSError) -> str:
         "`error`'s message, then the setting holding its file and what to do."
-        if not error.filename: return str(error)
+        if not error.filename:
+            return str(error)
         file = Path(error.filename).resolve()
         given = ({k: getattr(self, k) for k in STUDY_FOLDERS}
                  | {k: p for k, p in self.paths.items() if p})
         holders = [k for k, p in given.items() if file.is_relative_to(p.resolve())]
-        if not holders: return str(error)
+        if not holders:
+            return str(error)
         # the deepest holder: [paths] soda rather than the data_root around it
         key = max(holders, key=lambda k: len(given[k].resolve().parts))
         advice = ERRNO_ADVICE.get(error.errno, "check it, or point it elsewhere")
@@ -108,20 +117,24 @@ class Settings:
 # %% ../nbs/00_config.ipynb #d68810b0
 def find_settings(start: Path | None = None) -> Path:
     "`$UNIP_NB_SETTINGS`, else the nearest `settings.ini` with `[study]`."
-    if os.environ.get(SETTINGS_ENV): return Path(os.environ[SETTINGS_ENV])
+    if os.environ.get(SETTINGS_ENV):
+        return Path(os.environ[SETTINGS_ENV])
     start = Path(start or Path.cwd()).resolve()
     for d in [start, *start.parents]:
         f = d/"settings.ini"
-        if f.exists() and "[study]" in f.read_text(): return f
+        if f.exists() and "[study]" in f.read_text():
+            return f
     raise FileNotFoundError(f"no settings.ini with a [study] section in {start} or its parents; "
                             f"run from the unip-nb repository or set {SETTINGS_ENV}")
 
 # %% ../nbs/00_config.ipynb #77f31f13
 def _read_ini(file: Path) -> configparser.ConfigParser:
     "Parse `file`, refusing a missing file, bad syntax or unknown keys."
-    if not file.exists(): raise FileNotFoundError(f"settings file {file} does not exist")
+    if not file.exists():
+        raise FileNotFoundError(f"settings file {file} does not exist")
     cp = configparser.ConfigParser(interpolation=None)
-    try: cp.read_string(file.read_text(), source=str(file))
+    try:
+        cp.read_string(file.read_text(), source=str(file))
     except configparser.Error as e:
         raise ValueError(f"{file} is not a valid settings file: {e}") from e
     expected = {"study": STUDY_KEYS, "paths": PATH_KEYS}
@@ -132,7 +145,8 @@ def _read_ini(file: Path) -> configparser.ConfigParser:
         if unknown:
             raise ValueError(f"{file}: unknown key(s) {sorted(unknown)} in [{sec}]; "
                              f"allowed: {', '.join(expected[sec])}")
-    if not cp.has_section("study"): raise ValueError(f"{file}: missing [study] section")
+    if not cp.has_section("study"):
+        raise ValueError(f"{file}: missing [study] section")
     return cp
 
 # %% ../nbs/00_config.ipynb #07fbd8e6
@@ -145,8 +159,10 @@ def load_settings(file: Path | str | None = None) -> Settings:
     def get(sec, key):
         v = os.environ.get(f"UNIP_NB_{key.upper()}", cp.get(sec, key, fallback="")).strip()
         return v or None
-    def resolve(v): return None if v is None else (root/Path(v).expanduser())
-    def origin(key): return overridden.get(key, f"{file} [study] {key}")
+    def resolve(v):
+        return None if v is None else (root/Path(v).expanduser())
+    def origin(key):
+        return overridden.get(key, f"{file} [study] {key}")
     study = {k: get("study", k) for k in STUDY_KEYS}
     missing = [origin(k) for k, v in study.items() if v is None]
     if missing:
@@ -311,9 +327,11 @@ def hide_known_warnings() -> None:
 # %% ../nbs/00_config.ipynb #7a707dc3
 def parse_overrides(overrides: dict | str | None) -> dict:
     "Preset overrides as a dict, from a dict, its JSON text or `None`."
-    if overrides is None: return {}
+    if overrides is None:
+        return {}
     if isinstance(overrides, str):
-        try: overrides = json.loads(overrides)
+        try:
+            overrides = json.loads(overrides)
         except json.JSONDecodeError as e:
             raise ValueError(f"overrides {overrides!r} is not JSON: {e}") from e
     if not isinstance(overrides, dict) or not all(isinstance(k, str) for k in overrides):
@@ -332,13 +350,17 @@ def _kind_names(kind) -> str:
 def _typed(value, kind, key: str):
     "`value` as a field of type `kind` holds it, else a `TypeError`."
     for k in typing.get_args(kind) if isinstance(kind, types.UnionType) else (kind,):
-        if k is type(None) and value is None: return None
+        if k is type(None) and value is None:
+            return None
         if k is tuple and isinstance(value, (list, tuple)):
             return tuple(tuple(v) if isinstance(v, list) else v for v in value)
         # True is an int to Python, not to a preset
-        if isinstance(value, bool) and k is not bool: continue
-        if k is float and isinstance(value, (int, float)): return float(value)
-        if k in (int, str, bool, dict) and isinstance(value, k): return value
+        if isinstance(value, bool) and k is not bool:
+            continue
+        if k is float and isinstance(value, (int, float)):
+            return float(value)
+        if k in (int, str, bool, dict) and isinstance(value, k):
+            return value
     hint = "; set its fields one by one (e.g. distill.epochs)" if isinstance(value, dict) else ""
     raise TypeError(f"preset field {key!r} takes {_kind_names(kind)}, "
                     f"got {value!r} ({type(value).__name__}){hint}")
@@ -371,11 +393,15 @@ def override_preset(preset: Preset, overrides: dict | str | None) -> Preset:
 # %% ../nbs/00_config.ipynb #31504ab0
 def from_fields(cls: type, mapping, what: str):
     "`cls(**mapping)` from a dict of its fields, or an instance as is."
-    if isinstance(mapping, cls): return mapping
+    if isinstance(mapping, cls):
+        return mapping
     names = [f.name for f in dataclasses.fields(cls)]
     if not isinstance(mapping, dict):
         raise ValueError(f"{what} must be a mapping of {', '.join(names)}, got {mapping!r}")
     unknown = sorted(set(mapping) - set(names))
-    if unknown: raise ValueError(f"{what}: unknown field(s) {unknown}; it has {', '.join(names)}")
-    try: return cls(**mapping)
-    except (TypeError, ValueError) as e: raise type(e)(f"{what}: {e}") from e
+    if unknown:
+        raise ValueError(f"{what}: unknown field(s) {unknown}; it has {', '.join(names)}")
+    try:
+        return cls(**mapping)
+    except (TypeError, ValueError) as e:
+        raise type(e)(f"{what}: {e}") from e

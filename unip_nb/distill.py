@@ -96,7 +96,8 @@ def unip_student(
         if not 1 <= i <= depth:
             raise ValueError(f"block_heads names block {i}, outside the student's 1..{depth}")
         name = f"last_heads={n}" if i == depth else f"{n} heads (block {i})"
-        if dim % n: raise ValueError(f"student width {dim} is not divisible by {name}")
+        if dim % n:
+            raise ValueError(f"student width {dim} is not divisible by {name}")
         old = vit.blocks[i - 1]
         vit.blocks[i - 1] = Block(dim, n, mlp_ratio=old.mlp.fc1.out_features / dim,
                                   qkv_bias=old.attn.qkv.bias is not None,
@@ -113,9 +114,12 @@ def had_loss(student_logits: Tensor, teacher_logits: Tensor, loss_type: str = "K
                          "the student's block needs as many heads as the term distils, "
                          "and the teacher's token count")
     s, t = F.log_softmax(student_logits.float(), -1), F.log_softmax(teacher_logits.float(), -1)
-    if loss_type == "KL": per_query = F.kl_div(s, t, reduction="none", log_target=True).sum(-1)
-    elif loss_type == "CE": per_query = -(t.exp() * s).sum(-1)
-    else: raise ValueError(f"loss_type must be 'KL' or 'CE', got {loss_type!r}")
+    if loss_type == "KL":
+        per_query = F.kl_div(s, t, reduction="none", log_target=True).sum(-1)
+    elif loss_type == "CE":
+        per_query = -(t.exp() * s).sum(-1)
+    else:
+        raise ValueError(f"loss_type must be 'KL' or 'CE', got {loss_type!r}")
     return per_query.mean()
 
 # %% ../nbs/10_distill.ipynb #866f3f59
@@ -128,7 +132,8 @@ def feature_loss(student_features: Tensor, teacher_features: Tensor) -> Tensor:
 TERM_KINDS = ("attention", "feature")
 
 # %% ../nbs/10_distill.ipynb #a82814ac
-def _whole(v) -> bool: return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+def _whole(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
 
 # %% ../nbs/10_distill.ipynb #8b05c7a3
 @dataclass(frozen=True)
@@ -176,9 +181,12 @@ TARGETS = ("hybrid", "last", "feature", "none")  # the shorthands, one term each
 # %% ../nbs/10_distill.ipynb #f14b98b1
 def parse_target(target: str | int | list) -> str | int | list:
     "`target` from a command line: digits as a number, JSON as a list."
-    if isinstance(target, str) and target.isdigit(): return int(target)
-    if not (isinstance(target, str) and target.lstrip().startswith("[")): return target
-    try: return json.loads(target)
+    if isinstance(target, str) and target.isdigit():
+        return int(target)
+    if not (isinstance(target, str) and target.lstrip().startswith("[")):
+        return target
+    try:
+        return json.loads(target)
     except json.JSONDecodeError as e:
         raise ValueError(f"target {target!r} is not a JSON list of terms: {e}") from e
 
@@ -191,7 +199,8 @@ def target_terms(target: str | int | list | tuple) -> tuple[Term, ...]:
             raise ValueError("a target needs at least one term; "
                              "the target 'none' distils nothing")
         return tuple(from_fields(Term, t, f"term {i}") for i, t in enumerate(target, 1))
-    if _whole(target): return (Term(layer=target),)
+    if _whole(target):
+        return (Term(layer=target),)
     if target not in TARGETS:
         raise ValueError(f"unknown distillation target {target!r}; "
                          f"choose one of {', '.join(TARGETS)}, a layer number or a list of terms")
@@ -226,7 +235,8 @@ def resolve_terms(
                              f"the student has {student_depth} blocks (1..{student_depth})")
         heads, layer = t.heads, None
         if heads == "nmi":
-            if layer_nmi is None: raise ValueError("'nmi' heads need the teacher's layerwise NMI")
+            if layer_nmi is None:
+                raise ValueError("'nmi' heads need the teacher's layerwise NMI")
             heads = select_hybrid_heads(layer_nmi, teacher_heads, s)
         if heads is None:
             if t.layer in (None, "hybrid") and hybrid_layer is None:
@@ -254,7 +264,8 @@ def student_block_heads(terms: tuple[Term, ...], teacher_heads: int,
     heads = {student_depth: teacher_heads}
     learnt = {}
     for t in terms:
-        if t.kind != "attention": continue
+        if t.kind != "attention":
+            continue
         n = distilled_heads(t, teacher_heads)
         if learnt.setdefault(t.student_layer, n) != n:
             raise ValueError(f"student block {t.student_layer} learns terms of "
@@ -265,7 +276,8 @@ def student_block_heads(terms: tuple[Term, ...], teacher_heads: int,
 def target_record(terms: tuple[Term, ...],
                   student_depth: int) -> tuple[str, int] | list[dict] | None:
     "`terms` in the form that records and cache keys keep."
-    if not terms: return None
+    if not terms:
+        return None
     t = terms[0]
     if len(terms) == 1 and (t.student_layer, t.heads, t.weight) == (student_depth, None, 1.0):
         return t.kind, t.layer
@@ -286,8 +298,10 @@ def teacher_targets(teacher: VisionTransformer, x: Tensor,
     got = {(kind, l): out
            for kind, l, out in iter_block_outputs(teacher, x, logit_layers, token_layers)}
     def one(t: Term) -> Tensor:
-        if t.kind == "feature": return got["tokens", t.layer]
-        if t.heads is None: return got["logits", t.layer]
+        if t.kind == "feature":
+            return got["tokens", t.layer]
+        if t.heads is None:
+            return got["logits", t.layer]
         # the chosen heads, in order
         return torch.stack([got["logits", l][:, h] for l, h in t.heads], 1)
     return tuple(one(t) for t in terms)
@@ -299,9 +313,11 @@ class TeacherTarget(Callback):
     order = MixedPrecision.order + 1
     def __init__(self, teacher: VisionTransformer, terms: tuple[Term, ...]):
         self.teacher, self.terms = teacher.eval().requires_grad_(False), terms
-    def before_fit(self): self.teacher.to(self.dls.device)  # where the batches are
+    def before_fit(self):
+        self.teacher.to(self.dls.device)  # where the batches are
     def before_batch(self):
-        with torch.no_grad(): self.learn.yb = teacher_targets(self.teacher, self.xb[0], self.terms)
+        with torch.no_grad():
+            self.learn.yb = teacher_targets(self.teacher, self.xb[0], self.terms)
 
 # %% ../nbs/10_distill.ipynb #0704d1f0
 class DistilledStudent(nn.Module):
@@ -331,9 +347,12 @@ def terms_loss(terms: tuple[Term, ...], preds: tuple[Tensor, ...], *targets: Ten
 # %% ../nbs/10_distill.ipynb #3440b0df
 class _Images(torch.utils.data.Dataset):
     "The InfMix torch view as `(image,)` tuples for fastai."
-    def __init__(self, view: datasets.Dataset): self.view = view
-    def __len__(self): return len(self.view)
-    def __getitem__(self, i): return (self.view[i]["image"],)
+    def __init__(self, view: datasets.Dataset):
+        self.view = view
+    def __len__(self):
+        return len(self.view)
+    def __getitem__(self, i):
+        return (self.view[i]["image"],)
 
 def pretrain_dataloaders(
     ds: datasets.Dataset,  # InfMix
@@ -374,7 +393,8 @@ def check_pair(
     "Refuse a teacher and student whose outputs cannot match."
     th, depth = teacher.blocks[0].attn.num_heads, len(student.blocks)
     for t in terms or (Term(layer=len(teacher.blocks), student_layer=depth),):
-        if t.kind != "attention": continue
+        if t.kind != "attention":
+            continue
         n, sh = distilled_heads(t, th), student.blocks[t.student_layer - 1].attn.num_heads
         fix = (f"last_heads={n}" if t.student_layer == depth
                else f"block_heads={{{t.student_layer}: {n}}}")

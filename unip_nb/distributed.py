@@ -40,7 +40,8 @@ def init_distributed() -> torch.device:
             f"local rank {local} has no GPU of its own ({gpus} visible): "
             f"start at most {gpus} processes per node, "
             "or hide the GPUs (CUDA_VISIBLE_DEVICES=) to train on the CPU with gloo")
-    if gpus: torch.cuda.set_device(local)
+    if gpus:
+        torch.cuda.set_device(local)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if gpus else "gloo", timeout=COLLECTIVE_TIMEOUT)
     return train_device()
@@ -60,12 +61,14 @@ def pin_batches() -> bool:
 # %% ../nbs/01_distributed.ipynb #8c22759f
 def close_distributed() -> None:
     "Leave the process group, if any, before the process exits."
-    if dist.is_initialized(): dist.destroy_process_group()
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 # %% ../nbs/01_distributed.ipynb #3ed27c58
 def world() -> tuple[int, int]:
     "(rank, world size) of this process; (0, 1) outside a process group."
-    if dist.is_available() and dist.is_initialized(): return dist.get_rank(), dist.get_world_size()
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
     return 0, 1
 
 # %% ../nbs/01_distributed.ipynb #188fe3c8
@@ -84,8 +87,10 @@ class ShardedDL(DataLoader):
     def get_idxs(self) -> list:
         "This rank's share of the epoch's order."
         n, self.n = self.n, self.n_all
-        try: idxs = list(super().get_idxs())
-        finally: self.n = n
+        try:
+            idxs = list(super().get_idxs())
+        finally:
+            self.n = n
         return [idxs[i]
                 for i in DistributedSampler(idxs, self.world_size, self.rank, shuffle=False)]
 
@@ -114,7 +119,8 @@ def training_dataloaders(
     train = DataLoader(dataset, bs=bs, shuffle=True, drop_last=True, pin_memory=pin_batches(),
                        **kwargs)
     # fastai draws each epoch's order from this generator
-    if seed is not None: train.rng = random.Random(seed)
+    if seed is not None:
+        train.rng = random.Random(seed)
     valid = DataLoader([], bs=bs) if valid is None else valid
     return DataLoaders(sharded(train), valid, path=path, device=train_device())
 
@@ -139,15 +145,19 @@ def rank_batch(total: int) -> int:
 # %% ../nbs/01_distributed.ipynb #850c5233
 def barrier() -> None:
     "Wait until every rank is here (nothing in a single process)."
-    if is_distributed(): dist.barrier()
+    if is_distributed():
+        dist.barrier()
 
 # %% ../nbs/01_distributed.ipynb #c0f950bc
 def rank0_first(fn: Callable, *args, **kwargs):
     "`fn(*args, **kwargs)` on rank 0, then on the other ranks."
-    if not is_distributed(): return fn(*args, **kwargs)
-    if world()[0] == 0: out = fn(*args, **kwargs)
+    if not is_distributed():
+        return fn(*args, **kwargs)
+    if world()[0] == 0:
+        out = fn(*args, **kwargs)
     barrier()
-    if world()[0] != 0: out = fn(*args, **kwargs)
+    if world()[0] != 0:
+        out = fn(*args, **kwargs)
     return out
 
 # %% ../nbs/01_distributed.ipynb #bc4056f9
@@ -170,13 +180,15 @@ def seed_rank(rank: int) -> None:
 def from_rank0(fn: Callable, *args, **kwargs):
     "`fn(*args, **kwargs)` on rank 0 alone, handed to every rank."
     box = [fn(*args, **kwargs) if world()[0] == 0 else None]
-    if is_distributed(): dist.broadcast_object_list(box, src=0)
+    if is_distributed():
+        dist.broadcast_object_list(box, src=0)
     return box[0]
 
 # %% ../nbs/01_distributed.ipynb #936774ce
 def sum_over_ranks(t: Tensor) -> Tensor:
     "`t` summed over all ranks, back on `t`'s device; else `t` itself."
-    if not is_distributed(): return t
+    if not is_distributed():
+        return t
     total = t.to(train_device(), copy=True)
     dist.all_reduce(total)
     return total.to(t.device)
@@ -192,7 +204,8 @@ class DDPTrainer(Callback):
                             "build it with `sharded`, or every rank reads every image")
         self.plain, rank = self.learn.model, world()[0]
         device = next(self.plain.parameters()).device
-        if rank: seed_rank(rank)  # each rank its own random stream (dropout, masks)
+        if rank:
+            seed_rank(rank)  # each rank its own random stream (dropout, masks)
         gpu = device.type == "cuda"
         if gpu:  # in place: the same parameters
             self.plain = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.plain)
@@ -201,15 +214,18 @@ class DDPTrainer(Callback):
         self.learn.model = DistributedDataParallel(self.plain,
                                                    device_ids=[device.index] if gpu else None,
                                                    find_unused_parameters=True)
-        if world()[0]: self.learn.logger = noop
+        if world()[0]:
+            self.learn.logger = noop
 
     def after_loss(self):
-        if not self.training: return
+        if not self.training:
+            return
         loss = self.learn.loss.detach().clone()
         dist.all_reduce(loss)
         self.learn.loss = loss / world()[1]
 
-    def after_fit(self): self.learn.model = self.plain
+    def after_fit(self):
+        self.learn.model = self.plain
 
 # %% ../nbs/01_distributed.ipynb #d64931c4
 class Compiled(Callback):
@@ -217,4 +233,5 @@ class Compiled(Callback):
     order = 6
     def before_fit(self):
         self.wrapped, self.learn.model = self.learn.model, torch.compile(self.learn.model)
-    def after_fit(self): self.learn.model = self.wrapped
+    def after_fit(self):
+        self.learn.model = self.wrapped

@@ -43,10 +43,13 @@ def to_8bit(
         raise ValueError(f"{name} has more than 8 bits per pixel and thermal_scaling is 'refuse': "
                          "set it to 'percentile' or 'minmax' to stretch each image to 8 bits")
     v = values.astype(np.float64)
-    if not np.isfinite(v).all(): raise ValueError(f"{name} holds NaN or infinite values")
+    if not np.isfinite(v).all():
+        raise ValueError(f"{name} holds NaN or infinite values")
     lo, hi = np.percentile(v, (1, 99)) if scaling == "percentile" else (v.min(), v.max())
-    if hi <= lo: lo, hi = v.min(), v.max()  # almost every pixel alike: the percentiles meet
-    if hi <= lo: return np.zeros(v.shape, np.uint8)  # a constant image
+    if hi <= lo:
+        lo, hi = v.min(), v.max()  # almost every pixel alike: the percentiles meet
+    if hi <= lo:
+        return np.zeros(v.shape, np.uint8)  # a constant image
     return np.round(np.clip((v - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
 
 # %% ../nbs/02_files.ipynb #2c5df6b7
@@ -62,7 +65,8 @@ def read_image(
             im = im.copy()
     except (OSError, SyntaxError, ValueError) as e:
         raise ValueError(f"{path} is not a readable image: {e}") from e
-    if not mode or mode == im.mode: return im
+    if not mode or mode == im.mode:
+        return im
     if im.mode in DEEP_MODES:
         im = Image.fromarray(to_8bit(np.asarray(im), scaling, f"{path} ({im.mode})"))
     return im.convert(mode)
@@ -74,29 +78,34 @@ FAILPOINT_ACTIONS = ("SIGTERM", "SIGKILL", "ENOSPC")
 def failpoint(name: str) -> None:
     "Inject the `UNIP_NB_FAILPOINT` fault if `name` matches its pattern."
     spec = os.environ.get(FAILPOINT_ENV)
-    if not spec: return
+    if not spec:
+        return
     pattern, _, action = spec.rpartition("=")
     if action not in FAILPOINT_ACTIONS:
         raise ValueError(f"{FAILPOINT_ENV}={spec!r}: the action must be one of "
                          f"{', '.join(FAILPOINT_ACTIONS)}")
-    if not fnmatch.fnmatchcase(name, pattern): return
+    if not fnmatch.fnmatchcase(name, pattern):
+        return
     if action == "ENOSPC":
         raise OSError(errno.ENOSPC, f"No space left on device (failpoint {name})")
     study = int(os.environ.get(STUDY_PID_ENV, os.getpid()))
     os.kill(study, getattr(signal, action))
-    if action == "SIGKILL": os.kill(os.getpid(), signal.SIGKILL)
+    if action == "SIGKILL":
+        os.kill(os.getpid(), signal.SIGKILL)
     time.sleep(600)  # SIGTERM: the study's handler stops this process
 
 # %% ../nbs/02_files.ipynb #dded208f
 def remove_file(path: Path) -> None:
     "Delete `path` if it exists (rank 0 only, like every write)."
-    if world()[0] == 0: Path(path).unlink(missing_ok=True)
+    if world()[0] == 0:
+        Path(path).unlink(missing_ok=True)
 
 # %% ../nbs/02_files.ipynb #c98fd1ba
 def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
     "Call `write(tmp)` on a file beside `path`, then rename it into place."
     path = Path(path)
-    if world()[0] != 0: return path
+    if world()[0] != 0:
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -108,7 +117,8 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
         # a full disk
-        if isinstance(e, OSError) and e.errno and not e.filename: e.filename = str(path)
+        if isinstance(e, OSError) and e.errno and not e.filename:
+            e.filename = str(path)
         raise
     return path
 
@@ -130,14 +140,18 @@ def stable_hash(obj, length: int = 10) -> str:
 # %% ../nbs/02_files.ipynb #0bdcd187
 def _open_lock(path: Path) -> tuple[int, bool]:
     "A descriptor of lock file `path`, and whether this call created it."
-    try: return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644), True
-    except FileExistsError: return os.open(path, os.O_RDWR), False
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644), True
+    except FileExistsError:
+        return os.open(path, os.O_RDWR), False
 
 # %% ../nbs/02_files.ipynb #54e4745e
 def _is_current(fd: int, path: Path) -> bool:
     "Whether `fd` is still the file at `path`."
-    try: return os.stat(path).st_ino == os.fstat(fd).st_ino
-    except FileNotFoundError: return False
+    try:
+        return os.stat(path).st_ino == os.fstat(fd).st_ino
+    except FileNotFoundError:
+        return False
 
 # %% ../nbs/02_files.ipynb #53feb8da
 @contextmanager
@@ -149,16 +163,20 @@ def held_lock(path: Path):
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     while True:
-        try: fd, created = _open_lock(path)
-        except FileNotFoundError: continue
-        try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        try:
+            fd, created = _open_lock(path)
+        except FileNotFoundError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.read(fd, 4096).decode() or "holder not yet recorded"
             os.close(fd)
             raise RuntimeError(f"{path} is locked by a running process ({holder}): "
                                "another study is computing this stage; "
                                "wait for it to finish or stop it") from None
-        if _is_current(fd, path): break
+        if _is_current(fd, path):
+            break
         os.close(fd)
     left = os.read(fd, 4096).decode()
     if not created:
@@ -168,7 +186,8 @@ def held_lock(path: Path):
               since=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     os.ftruncate(fd, 0)
     os.pwrite(fd, json.dumps(me).encode(), 0)
-    try: yield path
+    try:
+        yield path
     finally:
         path.unlink(missing_ok=True)
         os.close(fd)
@@ -201,7 +220,8 @@ class CachedStage:
     @contextmanager
     def computing(self):
         "Hold the stage's lock while it computes; yield its checkpoint."
-        with held_lock(self.lock or self.done.with_suffix(".lock")): yield self.checkpoint
+        with held_lock(self.lock or self.done.with_suffix(".lock")):
+            yield self.checkpoint
 
     def finish(
         self,
@@ -213,7 +233,9 @@ class CachedStage:
         weights = saved.pop(self.done, None)
         if weights is None and self.done != self.record:
             raise ValueError(f"stage {self.done}: `saved` holds no object for its done file")
-        for path, obj in saved.items(): atomic_torch_save(obj, path)
+        for path, obj in saved.items():
+            atomic_torch_save(obj, path)
         atomic_write_text(self.record, json.dumps(record, indent=2, default=str))
-        if weights is not None: atomic_torch_save(weights, self.done)
+        if weights is not None:
+            atomic_torch_save(weights, self.done)
         remove_file(self.checkpoint)

@@ -45,7 +45,8 @@ class InfMixSpec:
 def list_images(folder: Path) -> list[Path]:
     "Image files in `folder`, by number or by name; an error if none."
     folder = Path(folder)
-    if not folder.is_dir(): raise FileNotFoundError(f"image folder {folder} does not exist")
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder {folder} does not exist")
     files = [p for p in folder.iterdir() if is_image_file(p)]
     if not files:
         raise FileNotFoundError(f"image folder {folder} holds no {'/'.join(IMAGE_SUFFIXES)} files")
@@ -56,12 +57,14 @@ def list_images(folder: Path) -> list[Path]:
 def infpre_subsets(root: Path) -> list[str]:
     "Names of the InfPre sub-datasets under `root`."
     root = Path(root)
-    if not root.is_dir(): raise FileNotFoundError(f"InfPre root {root} does not exist")
+    if not root.is_dir():
+        raise FileNotFoundError(f"InfPre root {root} does not exist")
     subs = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     bad = [s for s in subs if not (root/s/"thermal").is_dir()]
     if bad:
         raise FileNotFoundError(f"InfPre sub-dataset(s) {bad} under {root} have no thermal/ folder")
-    if not subs: raise FileNotFoundError(f"InfPre root {root} holds no sub-dataset folders")
+    if not subs:
+        raise FileNotFoundError(f"InfPre root {root} holds no sub-dataset folders")
     return subs
 
 # %% ../nbs/08_infmix.ipynb #8ba4e61b
@@ -99,8 +102,10 @@ def load_image(path: str, gray: bool = False, scaling: str = "percentile") -> Im
 # %% ../nbs/08_infmix.ipynb #3e058e86
 def _decode_error(row: dict, scaling: str) -> dict:
     "The error decoding `row`'s image gives, or an empty text."
-    try: load_image(row["path"], scaling=scaling)
-    except ValueError as e: return dict(error=str(e))
+    try:
+        load_image(row["path"], scaling=scaling)
+    except ValueError as e:
+        return dict(error=str(e))
     return dict(error="")
 
 def corrupt_images(
@@ -116,19 +121,24 @@ def corrupt_images(
     if cache_dir is not None:
         versions = [(p, s.st_size, s.st_mtime_ns) for p in paths for s in [os.stat(p)]]
         kept = Path(cache_dir)/"infmix"/f"{stable_hash([scaling, versions])}.json"
-        if kept.is_file(): errors = json.loads(kept.read_text())
+        if kept.is_file():
+            errors = json.loads(kept.read_text())
     if errors is None:
         bars = datasets.are_progress_bars_disabled()
-        if not progress: datasets.disable_progress_bars()
+        if not progress:
+            datasets.disable_progress_bars()
         try:
             decoded = datasets.Dataset.from_dict({"path": list(paths)}).map(
                 _decode_error, fn_kwargs=dict(scaling=scaling), num_proc=num_proc,
                 desc="decoding InfMix")
         finally:
-            if not bars: datasets.enable_progress_bars()
+            if not bars:
+                datasets.enable_progress_bars()
         errors = [(p, e) for p, e in zip(decoded["path"], decoded["error"]) if e]
-        if kept is not None: atomic_write_text(kept, json.dumps(errors))
-    if errors and not skip_corrupt: raise ValueError(errors[0][1])
+        if kept is not None:
+            atomic_write_text(kept, json.dumps(errors))
+    if errors and not skip_corrupt:
+        raise ValueError(errors[0][1])
     return [p for p, _ in errors]
 
 # %% ../nbs/08_infmix.ipynb #25d74827
@@ -142,7 +152,8 @@ def build_infmix(
 ) -> datasets.Dataset:
     "The mixture as a `datasets.Dataset` of path, source and subset."
     rows = list_infmix(spec)
-    if spec.data_ratio != 1.0: rows = rows[::int(1 / spec.data_ratio)]
+    if spec.data_ratio != 1.0:
+        rows = rows[::int(1 / spec.data_ratio)]
     paths = [r[0] for r in rows]
     skipped = []
     if check:

@@ -33,7 +33,8 @@ def sincos_pos_embed(grid: tuple, dim: int, prefix: int = 1) -> Tensor:
 def fix_sincos_pos_embed(vit: VisionTransformer) -> VisionTransformer:
     "`vit` with `pos_embed` set to the fixed sin-cos table, frozen."
     table = sincos_pos_embed(vit.patch_embed.grid_size, vit.embed_dim, vit.num_prefix_tokens)
-    with torch.no_grad(): vit.pos_embed.copy_(table)
+    with torch.no_grad():
+        vit.pos_embed.copy_(table)
     vit.pos_embed.requires_grad_(False)
     return vit
 
@@ -54,7 +55,8 @@ def _mae_init(m: nn.Module):
     "MAE's initialisation of linear and norm layers."
     if isinstance(m, nn.Linear):
         nn.init.xavier_uniform_(m.weight)
-        if m.bias is not None: nn.init.zeros_(m.bias)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
     elif isinstance(m, nn.LayerNorm):
         nn.init.ones_(m.weight)
         nn.init.zeros_(m.bias)

@@ -91,7 +91,8 @@ def layerwise_nmi(model, batches: Iterable, drop_cls: bool = True,
                                            if drop_cls else a).sum(0))
         totals = per_layer if totals is None else [t + p for t, p in zip(totals, per_layer)]
         n += len(xb)
-    if n == 0: raise ValueError("layerwise_nmi got no images: `batches` is empty")
+    if n == 0:
+        raise ValueError("layerwise_nmi got no images: `batches` is empty")
     nmi = [(t / n).cpu().numpy() for t in totals]
     return pd.DataFrame([(l + 1, h, v) for l, heads in enumerate(nmi) for h, v in enumerate(heads)],
                         columns=["layer", "head", "nmi"])
@@ -107,7 +108,8 @@ def layer_means(layer_nmi: pd.DataFrame) -> pd.Series:
     if missing:
         raise ValueError("layer NMI table needs columns 'layer' and 'nmi', "
                          f"missing {sorted(missing)}")
-    if layer_nmi.empty: raise ValueError("layer NMI table is empty")
+    if layer_nmi.empty:
+        raise ValueError("layer NMI table is empty")
     return layer_nmi.groupby("layer")["nmi"].mean()
 
 # %% ../nbs/04_nmi.ipynb #a086f3e9
@@ -115,8 +117,9 @@ def _refuse_broken(layer_nmi: pd.DataFrame, what: str) -> None:
     "Raise an error naming the layers with a non-finite head NMI."
     finite = np.isfinite(layer_nmi["nmi"].to_numpy(float))
     broken = sorted(set(layer_nmi.loc[~finite, "layer"].tolist()))
-    if broken: raise ValueError(f"the NMI of layer(s) {broken} is not finite: "
-                                f"their attention maps are broken, so no {what} is picked")
+    if broken:
+        raise ValueError(f"the NMI of layer(s) {broken} is not finite: "
+                         f"their attention maps are broken, so no {what} is picked")
 
 # %% ../nbs/04_nmi.ipynb #f3c85802
 def select_hybrid_layer(layer_nmi: pd.DataFrame, s: float = HYBRID_TARGET) -> int:
@@ -161,7 +164,8 @@ def sample_photos() -> list[Image.Image]:
 def folder_photos(root: Path, n: int, seed: int = 0) -> list[Image.Image]:
     "`n` images of `root`, drawn seeded across its class folders."
     root = Path(root)
-    if not root.is_dir(): raise FileNotFoundError(f"image folder {root} does not exist")
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder {root} does not exist")
     classes = {}
     for p in sorted(p for p in root.rglob("*") if is_image_file(p)):
         classes.setdefault(p.parent, []).append(p)
@@ -181,7 +185,8 @@ def folder_photos(root: Path, n: int, seed: int = 0) -> list[Image.Image]:
 # %% ../nbs/04_nmi.ipynb #ba9cf34a
 def photo_crops(photos: list[Image.Image], n: int, size: int, seed: int = 0) -> Tensor:
     "`n` seeded random-resized crops of `photos`: `[n, 3, size, size]`."
-    if not photos: raise ValueError("photo_crops needs at least one photo")
+    if not photos:
+        raise ValueError("photo_crops needs at least one photo")
     tf = transforms.Compose([transforms.RandomResizedCrop(size, scale=(0.2, 1.0)),
                              transforms.ToTensor(),
                              transforms.Normalize(IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD)])
@@ -192,7 +197,8 @@ def photo_crops(photos: list[Image.Image], n: int, size: int, seed: int = 0) -> 
 # %% ../nbs/04_nmi.ipynb #3cebe817
 def eval_crops(photos: list[Image.Image], size: int) -> Tensor:
     "`photos` through timm's ImageNet eval transform: `[n, 3, size, size]`."
-    if not photos: raise ValueError("eval_crops needs at least one photo")
+    if not photos:
+        raise ValueError("eval_crops needs at least one photo")
     tf = create_transform(size, is_training=False, interpolation="bicubic", crop_pct=0.875)
     return torch.stack([tf(p) for p in photos])
 

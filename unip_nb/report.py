@@ -40,11 +40,14 @@ class Records:
     failed: dict = field(default_factory=dict)    # run name -> failure record (None: none written)
 
     @property
-    def complete(self) -> int: return len(self.runs)
+    def complete(self) -> int:
+        return len(self.runs)
     @property
-    def commits(self) -> set: return {str(r.get("commit")) for r in self.runs.values()}
+    def commits(self) -> set:
+        return {str(r.get("commit")) for r in self.runs.values()}
     @property
-    def wall_time_s(self) -> float: return sum(r["wall_time_s"] for r in self.runs.values())
+    def wall_time_s(self) -> float:
+        return sum(r["wall_time_s"] for r in self.runs.values())
 
     @property
     def scores(self) -> pd.DataFrame:
@@ -62,7 +65,8 @@ class Records:
     def first(self, ablation: str) -> dict:
         "The first complete record of `ablation`."
         for r in self.runs.values():
-            if r["config"]["ablation"]["name"] == ablation: return r
+            if r["config"]["ablation"]["name"] == ablation:
+                return r
         raise KeyError(f"no complete run of {ablation!r}; "
                        f"complete runs: {', '.join(self.runs) or 'none'}")
 
@@ -76,16 +80,20 @@ def load_records(runs_dir: Path) -> Records:
     for d in sorted(p for p in runs_dir.iterdir() if p.is_dir()):
         f = d/"record.json"
         rec = json.loads(f.read_text()) if f.exists() else None
-        if rec is not None and rec.get("status") == "complete": recs.runs[d.name] = rec
-        elif (d/"run.ipynb").exists() or rec is not None: recs.failed[d.name] = rec
-    if not recs.runs: raise FileNotFoundError(f"{runs_dir} holds no complete run record")
+        if rec is not None and rec.get("status") == "complete":
+            recs.runs[d.name] = rec
+        elif (d/"run.ipynb").exists() or rec is not None:
+            recs.failed[d.name] = rec
+    if not recs.runs:
+        raise FileNotFoundError(f"{runs_dir} holds no complete run record")
     return recs
 
 # %% ../nbs/19_report.ipynb #ef59303a
 def ci95(values) -> float:
     "Half-width of the 95% confidence interval of the mean of `values`."
     v = np.asarray(values, dtype=float)
-    if len(v) < 2: return float("nan")
+    if len(v) < 2:
+        return float("nan")
     return float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
 
 # %% ../nbs/19_report.ipynb #177592f1
@@ -153,7 +161,8 @@ CLAIMS = pd.DataFrame(
 # %% ../nbs/19_report.ipynb #04ee4dca
 def claim_verdict(mean: float, ci: float, direction: int) -> str:
     "'reproduced', 'contradicted' or 'inconclusive' for `mean ± ci`."
-    if np.isnan(ci) or mean - ci <= 0 <= mean + ci: return "inconclusive"
+    if np.isnan(ci) or mean - ci <= 0 <= mean + ci:
+        return "inconclusive"
     return "reproduced" if np.sign(mean) == direction else "contradicted"
 
 # %% ../nbs/19_report.ipynb #d8c70993
@@ -233,7 +242,8 @@ def plot_run_nmi(metrics: dict, s: float = HYBRID_TARGET, ax=None):
     table = pd.DataFrame(rows, columns=["layer", "head", "nmi"])
     ax = plot_layer_nmi(table, s=s, title="mean attention NMI per layer", ax=ax, label="teacher")
     student = metrics.get("student_nmi")  # None: the teacher row, or a record from before
-    if not student: return ax
+    if not student:
+        return ax
     layers, values = [int(l) for l in student], list(student.values())
     ax.plot(layers, values, marker="s", color="C0", label="student", zorder=3)
     ax.set_ylim(0, max(ax.get_ylim()[1], 1.1 * max(values)))
@@ -243,17 +253,20 @@ def plot_run_nmi(metrics: dict, s: float = HYBRID_TARGET, ax=None):
 # %% ../nbs/19_report.ipynb #1e32216e
 def _kept(paths: list, what: str) -> list[Path] | None:
     "The files a run kept `what` in, or None and a line saying why."
-    if None in paths: print(f"this run kept no {what}: it was recorded before they were kept")
+    if None in paths:
+        print(f"this run kept no {what}: it was recorded before they were kept")
     elif gone := [p for p in paths if not Path(p).is_file()]:
         print(f"the {what} of this run are gone ({gone[0]} was removed with the cache)")
-    else: return [Path(p) for p in paths]
+    else:
+        return [Path(p) for p in paths]
 
 # %% ../nbs/19_report.ipynb #db11d193
 def plot_run_predictions(metrics: dict, dataset: str):
     "A run's first test images of `dataset`, ground truth and predictions."
     kept = metrics.get("predictions") or {"ft": {}, "lp": {}}
     paths = _kept([kept[m].get(dataset) for m in MODES], f"{dataset} predictions")
-    if paths is None: return None
+    if paths is None:
+        return None
     ft, lp = (torch.load(p, weights_only=True) for p in paths)
     masks = lambda a, b: {"ground truth": a["mask"], "fine-tuned": a["pred"],
                           "linear probe": b["pred"]}
@@ -264,7 +277,8 @@ def plot_run_predictions(metrics: dict, dataset: str):
 def plot_run_attention(metrics: dict):
     "Where the query patch looks in a run's teacher and backbone layers."
     paths = _kept([metrics.get("attention")], "attention maps")
-    if paths is None: return None
+    if paths is None:
+        return None
     views = torch.load(paths[0], weights_only=True)
     fig = plot_attention_maps(views["image"], views["query"], views["maps"])
     title = f"{views['source']}, query at {tuple(views['query'])}, attention averaged over heads"
@@ -284,7 +298,8 @@ def distill_curves(records: Records) -> pd.DataFrame:
 def plot_distill_losses(records: Records, ax=None):
     "Distillation loss per epoch per ablation: seed mean and 95% band."
     curves = distill_curves(records)
-    if curves.empty: raise ValueError("no run of this study distilled: no loss to plot")
+    if curves.empty:
+        raise ValueError("no run of this study distilled: no loss to plot")
     ax = sns.lineplot(data=curves, x="epoch", y="loss", hue="ablation", marker="o",
                       errorbar=("ci", 95), ax=ax)
     ax.set(title="distillation loss per epoch")
@@ -319,7 +334,8 @@ def class_iou_table(records: Records, dataset: str, mode: str = "FT") -> pd.Data
     "Mean IoU (points) of ablation x class of `dataset` under `mode`."
     df = class_iou(records)
     df = df[(df["dataset"] == dataset) & (df["mode"] == mode)]
-    if df.empty: raise ValueError(f"no run recorded per-class IoU of {dataset} under {mode}")
+    if df.empty:
+        raise ValueError(f"no run recorded per-class IoU of {dataset} under {mode}")
     table = df.pivot_table(index="ablation", columns="cls", values="iou", aggfunc="mean",
                            sort=False, dropna=False)
     order = [a for a in dict.fromkeys(records.scores["ablation"]) if a in table.index]
@@ -347,11 +363,13 @@ def plot_seg_losses(records: Records):
             for r in records.runs.values()
             for m, sets in (r["metrics"].get("seg_losses") or {}).items()
             for d, losses in sets.items() for e, l in enumerate(losses or [], start=1)]
-    if not rows: raise ValueError("no run of this study recorded its segmentation losses")
+    if not rows:
+        raise ValueError("no run of this study recorded its segmentation losses")
     grid = sns.relplot(data=pd.DataFrame(rows), x="epoch", y="loss", hue="ablation", row="mode",
                        col="dataset", kind="line", marker="o", errorbar=None, height=2.4,
                        aspect=1.3, facet_kws=dict(sharey=False))
-    for ax in grid.axes.flat: ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for ax in grid.axes.flat:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     return grid
 
 # %% ../nbs/19_report.ipynb #d1abf63d
@@ -359,7 +377,8 @@ def composition_table(records: Records) -> pd.DataFrame:
     "Images per InfMix source and grey flag, per distilling ablation."
     rows = {}
     for r in records.runs.values():
-        if r["metrics"]["infmix"] is None: continue
+        if r["metrics"]["infmix"] is None:
+            continue
         rows.setdefault(r["config"]["ablation"]["name"], r["metrics"]["infmix"])
     order = [a for a in dict.fromkeys(records.scores["ablation"]) if a in rows]
     return pd.DataFrame.from_dict(rows, orient="index").reindex(order)

@@ -40,7 +40,8 @@ class SegDatasetSpec:
     ann_suffix: str = ".png"
 
     @property
-    def n_classes(self) -> int: return len(self.classes)
+    def n_classes(self) -> int:
+        return len(self.classes)
 
     def split_file(self, split: str) -> str:
         "The file listing the stems of `split`; an error names the known ones."
@@ -96,7 +97,8 @@ TIFF_SUFFIXES = (".tif", ".tiff")
 def _image_file(img_dir: Path, stem: str, suffix: str) -> Path:
     "The image of `stem` with `suffix`, else its TIFF where only that exists."
     path = img_dir/f"{stem}{suffix}"
-    if path.is_file(): return path
+    if path.is_file():
+        return path
     return next((img_dir/f"{stem}{s}" for s in TIFF_SUFFIXES if (img_dir/f"{stem}{s}").is_file()),
                 path)
 
@@ -104,12 +106,14 @@ def _image_file(img_dir: Path, stem: str, suffix: str) -> Path:
 def seg_items(root: Path, spec: SegDatasetSpec|str, split: str) -> list[tuple[Path, Path]]:
     "(image, mask) paths of the stems in `split`'s file, checked to exist."
     spec, root = _as_spec(spec), Path(root)
-    if not root.is_dir(): raise FileNotFoundError(f"{spec.name} root {root} does not exist")
+    if not root.is_dir():
+        raise FileNotFoundError(f"{spec.name} root {root} does not exist")
     split_path = root/spec.split_file(split)
     if not split_path.is_file():
         raise FileNotFoundError(f"{spec.name} split file {split_path} does not exist")
     stems = [l.strip() for l in split_path.read_text().splitlines() if l.strip()]
-    if not stems: raise ValueError(f"{spec.name} split file {split_path} lists no images")
+    if not stems:
+        raise ValueError(f"{spec.name} split file {split_path} lists no images")
     img_dir = image_source(root, spec)[0]
     masks = [root/spec.ann_dir/f"{s}{spec.ann_suffix}" for s in stems]
     items = [(_image_file(img_dir, s, spec.img_suffix), m) for s, m in zip(stems, masks)]
@@ -126,31 +130,36 @@ def load_thermal(
     scaling: str = "percentile",    # a 16-bit or float file to 8 bits (files notebook, `to_8bit`)
 ) -> np.ndarray:
     "The thermal image of `path` as uint8 HxW: band `channel`, or grey."
-    if channel is None: return np.array(read_image(path, "L", scaling))
+    if channel is None:
+        return np.array(read_image(path, "L", scaling))
     im = read_image(path)
     bands = im.getbands()
-    if channel >= len(bands): raise ValueError(
-        f"{path} has {len(bands)} channel(s) ({im.mode}); "
-        f"expected the thermal image in channel {channel} (e.g. an RGBT PNG)")
+    if channel >= len(bands):
+        raise ValueError(
+            f"{path} has {len(bands)} channel(s) ({im.mode}); "
+            f"expected the thermal image in channel {channel} (e.g. an RGBT PNG)")
     return np.array(im.getchannel(channel))
 
 # %% ../nbs/06_segdata.ipynb #9aa3467f
 def load_mask(path: Path, n_classes: int) -> np.ndarray:
     "Class indices of mask `path`, each checked to be < `n_classes` or 255."
     im = read_image(path)
-    if im.mode not in ("L", "P", "I", "I;16"): raise ValueError(
-        f"{path} is a {im.mode} image; expected a single-channel PNG of class indices")
+    if im.mode not in ("L", "P", "I", "I;16"):
+        raise ValueError(
+            f"{path} is a {im.mode} image; expected a single-channel PNG of class indices")
     mask = np.asarray(im)
     bad = np.setdiff1d(np.unique(mask), [*range(n_classes), IGNORE_INDEX])
-    if bad.size: raise ValueError(f"{path} holds labels {bad.tolist()}; "
-                                  f"expected classes 0..{n_classes-1} or {IGNORE_INDEX} (ignore)")
+    if bad.size:
+        raise ValueError(f"{path} holds labels {bad.tolist()}; "
+                         f"expected classes 0..{n_classes-1} or {IGNORE_INDEX} (ignore)")
     return mask.astype(np.uint8)
 
 # %% ../nbs/06_segdata.ipynb #4835e46c
 def _size_pair(size: int|tuple) -> tuple[int, int]:
     "(height, width) from an int or a pair, checked to be positive."
     h, w = (size, size) if isinstance(size, int) else tuple(size)
-    if h < 1 or w < 1: raise ValueError(f"crop size must be positive, got {size}")
+    if h < 1 or w < 1:
+        raise ValueError(f"crop size must be positive, got {size}")
     return h, w
 
 # %% ../nbs/06_segdata.ipynb #e62c5c58
@@ -204,16 +213,19 @@ class SegDataset(Dataset):
         self.scale, self.thermal_scaling = scale, thermal_scaling
         self.items = seg_items(self.root, self.spec, split)
         self.channel = image_source(self.root, self.spec)[1]
-        if check: self.check()
+        if check:
+            self.check()
 
     def check(self) -> None:
         "Decode every item once; the first bad one fails, naming the split."
         for i in range(len(self)):
-            try: self.load(i)
+            try:
+                self.load(i)
             except ValueError as e:
                 raise ValueError(f"{self.spec.name} {self.split} split at {self.root}: {e}") from e
 
-    def __len__(self) -> int: return len(self.items)
+    def __len__(self) -> int:
+        return len(self.items)
     def __repr__(self):
         return (f"SegDataset({self.spec.name}, {self.split!r}, {len(self)} images, "
                 f"train={self.train}, crop={self.crop})")
@@ -223,9 +235,10 @@ class SegDataset(Dataset):
         img_path, mask_path = self.items[i]
         img = load_thermal(img_path, self.channel, self.thermal_scaling)
         mask = load_mask(mask_path, self.spec.n_classes)
-        if img.shape != mask.shape: raise ValueError(
-            f"image {img_path} is {img.shape[1]}x{img.shape[0]} but its mask {mask_path} is "
-            f"{mask.shape[1]}x{mask.shape[0]} (WxH); they must match")
+        if img.shape != mask.shape:
+            raise ValueError(
+                f"image {img_path} is {img.shape[1]}x{img.shape[0]} but its mask {mask_path} is "
+                f"{mask.shape[1]}x{mask.shape[0]} (WxH); they must match")
         return img, mask
 
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
@@ -233,10 +246,12 @@ class SegDataset(Dataset):
         x, y = torch.from_numpy(img).float()[None], torch.from_numpy(mask).long()
         if self.train:
             x, y = random_rescale(x, y, self.scale)
-            if self.crop: x, y = random_crop(x, y, self.crop)
+            if self.crop:
+                x, y = random_crop(x, y, self.crop)
             x, y = random_hflip(x, y)
         x = (x - THERMAL_MEAN) / THERMAL_STD
-        if self.train and self.crop: x, y = pad_to(x, y, self.crop)
+        if self.train and self.crop:
+            x, y = pad_to(x, y, self.crop)
         return x.expand(3, -1, -1).contiguous(), y
 
 # %% ../nbs/06_segdata.ipynb #aedca6cb
@@ -255,8 +270,9 @@ def seg_dataloaders(
     train_ds = SegDataset(root, spec, "train", crop=crop, scale=scale, train=True,
                           thermal_scaling=thermal_scaling)
     valid_ds = SegDataset(root, spec, valid_split, thermal_scaling=thermal_scaling)
-    if bs > len(train_ds): raise ValueError(
-        f"batch size {bs} is larger than the {len(train_ds)} training images of "
-        f"{train_ds.spec.name} at {root}; with drop_last no batch is left")
+    if bs > len(train_ds):
+        raise ValueError(
+            f"batch size {bs} is larger than the {len(train_ds)} training images of "
+            f"{train_ds.spec.name} at {root}; with drop_last no batch is left")
     valid = DataLoader(valid_ds, bs=1, shuffle=False, num_workers=num_workers)
     return training_dataloaders(train_ds, bs, seed, valid, path=root, num_workers=num_workers)

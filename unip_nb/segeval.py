@@ -41,7 +41,8 @@ def iou_per_class(conf: Tensor) -> np.ndarray:
     "Each class's intersection over union (NaN for a class absent)."
     conf = np.asarray(conf, dtype=np.float64)
     inter, union = np.diag(conf), conf.sum(0) + conf.sum(1) - np.diag(conf)
-    with np.errstate(invalid="ignore"): return inter / union
+    with np.errstate(invalid="ignore"):
+        return inter / union
 
 # %% ../nbs/15_segeval.ipynb #66b9fdce
 def mean_iou(conf: Tensor) -> float:
@@ -97,7 +98,8 @@ def evaluate(
             for img, target in eval_sharded(dl):
                 pred = slide_inference(model, img.to(device), num_classes, crop, stride).argmax(1)
                 conf += confusion_matrix(pred, target.to(device), num_classes)
-    finally: model.train(was_training)
+    finally:
+        model.train(was_training)
     conf = sum_over_ranks(conf)
     return dict(miou=mean_iou(conf), iou=iou_per_class(conf).tolist(), conf=conf)
 
@@ -124,7 +126,8 @@ def predict_items(
                 pred = logits.argmax(1)[0].to(torch.uint8).cpu()
                 image = torch.from_numpy(ds.load(i)[0])
                 items.append(dict(index=int(i), image=image, mask=mask.to(torch.uint8), pred=pred))
-    finally: model.train(was_training)
+    finally:
+        model.train(was_training)
     return items
 
 # %% ../nbs/15_segeval.ipynb #89b1eaad
@@ -148,7 +151,8 @@ def plot_mask_rows(
         ax_row[0].set_title(title, fontsize=9)
         for ax, (label, mask) in zip(ax_row[1:], masks.items()):
             _show_mask(ax, mask, num_classes, label)
-        for ax in ax_row: ax.set_axis_off()
+        for ax in ax_row:
+            ax.set_axis_off()
     fig.tight_layout()
     return fig
 

@@ -33,7 +33,8 @@ def vit_features(backbone: VisionTransformer, x: Tensor, layers: Sequence[int]) 
 # %% ../nbs/14_segmodel.ipynb #abcc8576
 def spread_layers(depth: int) -> tuple[int, int, int, int]:
     "The official spread layers of a `depth`-block ViT, 1-based."
-    if depth < 3: raise ValueError(f"spread layers need a backbone of depth >= 3, got {depth}")
+    if depth < 3:
+        raise ValueError(f"spread layers need a backbone of depth >= 3, got {depth}")
     return (depth // 3, depth // 2, 2 * depth // 3, depth)
 
 # %% ../nbs/14_segmodel.ipynb #eeae7fbe
@@ -51,13 +52,16 @@ class LLFPN(nn.Module):
         if (ph, pw) == (16, 16):
             stem = nn.Sequential(up(), nn.BatchNorm2d(dim), nn.GELU(), up())
             ops = stem, up(), nn.Identity(), nn.MaxPool2d(2)
-        elif (ph, pw) == (8, 8): ops = up(), nn.Identity(), nn.MaxPool2d(2), nn.MaxPool2d(4)
-        else: raise ValueError(f"the official pyramid is defined for patch size 8 or 16; "
-                               f"the backbone has patch size {(ph, pw)}")
+        elif (ph, pw) == (8, 8):
+            ops = up(), nn.Identity(), nn.MaxPool2d(2), nn.MaxPool2d(4)
+        else:
+            raise ValueError(f"the official pyramid is defined for patch size 8 or 16; "
+                             f"the backbone has patch size {(ph, pw)}")
         self.fpn1, self.fpn2, self.fpn3, self.fpn4 = ops
 
     def forward(self, feats: Sequence[Tensor]) -> list[Tensor]:
-        if len(feats) != 4: raise ValueError(f"LL-FPN expects 4 feature maps, got {len(feats)}")
+        if len(feats) != 4:
+            raise ValueError(f"LL-FPN expects 4 feature maps, got {len(feats)}")
         return [op(f) for op, f in zip((self.fpn1, self.fpn2, self.fpn3, self.fpn4), feats)]
 
 # %% ../nbs/14_segmodel.ipynb #b78abffe
@@ -107,7 +111,8 @@ class UperHead(nn.Module):
         return self.bottleneck(torch.cat([x, *(resize(p(x), x.shape[-2:]) for p in self.ppm)], 1))
 
     def forward(self, feats: Sequence[Tensor]) -> Tensor:
-        if len(feats) != 4: raise ValueError(f"UperHead expects 4 levels, got {len(feats)}")
+        if len(feats) != 4:
+            raise ValueError(f"UperHead expects 4 levels, got {len(feats)}")
         laterals = ([conv(f) for conv, f in zip(self.lateral_convs, feats)]
                     + [self.psp_forward(feats[3])])
         for i in range(3, 0, -1):  # top-down: each level adds the coarser one, upsampled
@@ -180,7 +185,8 @@ def seg_loss(preds: Tensor | tuple[Tensor, Tensor], target: Tensor,
              aux_weight: float = 0.4) -> Tensor:
     "mmseg's cross entropy: main logits plus `aux_weight` x the aux's."
     ce = lambda p: F.cross_entropy(p, target, ignore_index=IGNORE_INDEX, reduction="none").mean()
-    if isinstance(preds, Tensor): return ce(preds)
+    if isinstance(preds, Tensor):
+        return ce(preds)
     main, aux = preds
     return ce(main) + aux_weight * ce(aux)
 
@@ -208,6 +214,7 @@ class LinearProbe(nn.Module):
         return self
 
     def forward(self, x: Tensor) -> Tensor:
-        with torch.no_grad(): feats = vit_features(self.backbone, x, self.layers)
+        with torch.no_grad():
+            feats = vit_features(self.backbone, x, self.layers)
         feats = torch.cat([feats[0]] + [resize(f, feats[0].shape[-2:]) for f in feats[1:]], 1)
         return resize(self.head(feats), x.shape[-2:])

@@ -42,9 +42,11 @@ def backbone_copy(
 ) -> VisionTransformer:
     "A trainable copy of `vit` at `size` pixels, as the official FT backbone."
     new = regroup_heads(copy.deepcopy(vit)).train().requires_grad_(True)
-    if tuple(new.patch_embed.img_size) != (size, size): new.set_input_size(img_size=size)
+    if tuple(new.patch_embed.img_size) != (size, size):
+        new.set_input_size(img_size=size)
     set_drop_path(new, torch.linspace(0, drop_path, len(new.blocks)).tolist())
-    if layer_scale is None: return new
+    if layer_scale is None:
+        return new
     for i, blk in enumerate(new.blocks, start=1):
         if not isinstance(blk.ls1, nn.Identity):
             raise ValueError(f"block {i} of the backbone has a layer scale already")
@@ -90,7 +92,8 @@ def segmentation_scores(
                                           num_workers=preset.num_workers,
                                           thermal_scaling=preset.thermal_scaling)
                     b = backbone_copy(backbone, r.crop, r.drop_path, r.layer_scale)
-                    if mode == "ft": model = upernet(b, spec.n_classes, r.decoder_channels)
+                    if mode == "ft":
+                        model = upernet(b, spec.n_classes, r.decoder_channels)
                     else:
                         layers = spread_layers(len(b.blocks))
                         model = LinearProbe(b, layers, spec.n_classes, norm=r.probe_norm)
@@ -107,11 +110,13 @@ def segmentation_scores(
                 absent = lambda v: None if math.isnan(v) else v
                 detail["class_iou"][mode][name] = {c: absent(v) for c, v in ious}
                 detail["seg_losses"][mode][name] = fit["epoch_losses"]
-                if fit["resumed_from"] is not None: resumed[key] = fit["resumed_from"]
+                if fit["resumed_from"] is not None:
+                    resumed[key] = fit["resumed_from"]
                 kept = dict(miou=scores[mode][name], class_iou=detail["class_iou"][mode][name],
                             **{f: fit[f] for f in ("epochs", "iterations", "resumed_from",
                                                    "epoch_losses")})
                 # before the record: a kept stage has its predictions
                 result.finish(kept, {shown: items})
-    for mode in scores: scores[mode]["avg"] = sum(scores[mode][n] for n in SEG_SETS) / len(SEG_SETS)
+    for mode in scores:
+        scores[mode]["avg"] = sum(scores[mode][n] for n in SEG_SETS) / len(SEG_SETS)
     return scores, resumed, detail

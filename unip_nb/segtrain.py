@@ -19,7 +19,8 @@ from .training import (NaNGuard, adamw, epochs_for, fit_resumable, group_lrs, pa
 # %% ../nbs/16_segtrain.ipynb #e65f24de
 class SkipValidation(Callback):
     "Skip fastai's per-epoch validation (`evaluate` scores after)."
-    def before_validate(self): raise CancelValidException()
+    def before_validate(self):
+        raise CancelValidException()
 
 # %% ../nbs/16_segtrain.ipynb #f661f4a9
 def _seg_learner(

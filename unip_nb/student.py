@@ -31,7 +31,8 @@ class PhaseRun(NamedTuple):
 # %% ../nbs/13_student.ipynb #63cc4a8f
 def student_depth(preset: Preset) -> int:
     "The number of blocks of the preset's student, read on the meta device."
-    with torch.device("meta"): return len(create_vit(preset.student_arch, preset.img_size).blocks)
+    with torch.device("meta"):
+        return len(create_vit(preset.student_arch, preset.img_size).blocks)
 
 # %% ../nbs/13_student.ipynb #c943bae2
 STUDENT_VERSION = 3  # bump when the distillation code changes the weights it produces
@@ -39,7 +40,8 @@ STUDENT_VERSION = 3  # bump when the distillation code changes the weights it pr
 # %% ../nbs/13_student.ipynb #5ebfb016
 def teacher_id(preset: Preset, settings: Settings) -> str:
     "What identifies `preset`'s teacher in a student's cache key."
-    if preset.teacher_pretrain is not None: return f"mae-{teacher_key(preset)}"
+    if preset.teacher_pretrain is not None:
+        return f"mae-{teacher_key(preset)}"
     ck = settings.path("teacher_checkpoint")
     return f"ckpt-{stable_hash([str(ck.resolve()), ck.stat().st_size, ck.stat().st_mtime_ns])}"
 
@@ -86,7 +88,8 @@ def distilled_student(
         info = student_info(ph, preset, seed, tid)
         if student_block_heads(ph.terms, heads, depth) != block_heads:
             info["student_heads"] = block_heads  # set by another phase's terms
-        if before: info["after"] = before  # the phase this one starts from
+        if before:
+            info["after"] = before  # the phase this one starts from
         before = stable_hash(info)
         stage = CachedStage(Path(cache_dir)/"student"/f"{before}.pt")
         if stage.is_done():
@@ -95,7 +98,8 @@ def distilled_student(
             continue
         with stage.computing() as checkpoint:
             # the same draws, the phase before run or cached
-            if i: set_seed(seed, reproducible=True)
+            if i:
+                set_seed(seed, reproducible=True)
             ds = build_infmix(ph.mix, progress=False, cache_dir=cache_dir,
                               num_proc=preset.num_workers or None)
             student, fit = distill(student, teacher, ds, ph.recipe, ph.terms, preset.img_size, seed,

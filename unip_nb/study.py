@@ -75,12 +75,15 @@ class RunRecorder:
     @contextmanager
     def stage(self, name: str):
         "Time the block as stage `name`."
-        if self.show: print(f"stage {name} ...", flush=True)
+        if self.show:
+            print(f"stage {name} ...", flush=True)
         t = time.perf_counter()
-        try: yield
+        try:
+            yield
         finally:
             self.stages[name] = round(time.perf_counter() - t, 3)
-            if self.show: print(f"stage {name}: {self.stages[name]:.1f} s", flush=True)
+            if self.show:
+                print(f"stage {name}: {self.stages[name]:.1f} s", flush=True)
 
     def save(self, path: Path, metrics: dict, status: str = "complete") -> dict:
         "Write the record to `path` and return it."
@@ -110,10 +113,13 @@ def check_ready(preset: Preset, settings: Settings) -> None:
     "Raise a `RuntimeError` listing all that `preset` needs but lacks here."
     problems = []
     checks = [lambda k=k: settings.writable_folder(k) for k in STUDY_FOLDERS]
-    if preset.needs_real_data: checks += [lambda k=k: settings.path(k) for k in PATH_KEYS]
+    if preset.needs_real_data:
+        checks += [lambda k=k: settings.path(k) for k in PATH_KEYS]
     for check in checks:
-        try: check()
-        except OSError as e: problems.append(str(e))
+        try:
+            check()
+        except OSError as e:
+            problems.append(str(e))
     if preset.needs_real_data and not torch.cuda.is_available():
         problems.append("no CUDA GPU is visible (torch.cuda.is_available() is False)")
     if problems:
@@ -127,9 +133,10 @@ KERNEL = "unip-nb"
 def template_path(name: str) -> Path:
     "The run template `nbs/runs/<name>.ipynb` of this package's repository."
     p = RUNS_DIR/f"{name}.ipynb"
-    if not p.exists(): raise FileNotFoundError(
-        f"run template {p} does not exist: the templates live in nbs/runs of the unip-nb "
-        "repository; install the package from a whole clone (pip install -e .)")
+    if not p.exists():
+        raise FileNotFoundError(
+            f"run template {p} does not exist: the templates live in nbs/runs of the unip-nb "
+            "repository; install the package from a whole clone (pip install -e .)")
     return p
 
 # %% ../nbs/20_study.ipynb #76a636e9
@@ -171,9 +178,11 @@ def run_name(
 def check_record_path(settings: Settings, record_path: Path | str) -> Path:
     "`record_path` made absolute, or an error if outside the reports folder."
     path, reports = Path(record_path).resolve(), settings.reports_dir.resolve()
-    if not path.is_relative_to(reports): raise ValueError(
-        f"record_path {path} is outside the reports folder {reports} (reports_dir, set by "
-        f"{settings.origin('reports_dir')}): give a path under it, or None for the run's own place")
+    if not path.is_relative_to(reports):
+        raise ValueError(
+            f"record_path {path} is outside the reports folder {reports} (reports_dir, set by "
+            f"{settings.origin('reports_dir')}): give a path under it, "
+            "or None for the run's own place")
     return path
 
 # %% ../nbs/20_study.ipynb #985bf2a4
@@ -201,11 +210,13 @@ def execute_notebook(template: Path, out: Path, parameters: dict, html: Path) ->
     "Execute `template` into `out`, render `html`: the error, else None."
     import papermill as pm
     out.parent.mkdir(parents=True, exist_ok=True)
-    try: pm.execute_notebook(str(template), str(out), parameters=parameters, kernel_name=KERNEL,
-                             progress_bar=False, cwd=str(template.parent),
-                             kernel_manager_class=ipc_kernel_manager())
+    try:
+        pm.execute_notebook(str(template), str(out), parameters=parameters, kernel_name=KERNEL,
+                            progress_bar=False, cwd=str(template.parent),
+                            kernel_manager_class=ipc_kernel_manager())
     except Exception as e:
-        if out.exists(): render_html(out, html)
+        if out.exists():
+            render_html(out, html)
         return (f"{e.ename}: {e.evalue}" if isinstance(e, pm.PapermillExecutionError)
                 else f"{type(e).__name__}: {e}")
     render_html(out, html)
@@ -221,7 +232,8 @@ def execute_run(template: Path, out_dir: Path, parameters: dict) -> dict:
     record = out_dir/"record.json"
     error = execute_notebook(template, out_dir/"run.ipynb",
                              dict(parameters, record_path=str(record)), run_html(out_dir))
-    if error is None: return read_record(record)
+    if error is None:
+        return read_record(record)
     failure = dict(status="failed", error=error, notebook=str(out_dir/"run.ipynb"))
     atomic_write_text(record, json.dumps(failure, indent=2))
     return failure
@@ -250,8 +262,10 @@ def prepare_shared_stages(preset: Preset, settings: Settings) -> None:
 # %% ../nbs/20_study.ipynb #a25fda79
 def reusable_record(record_file: Path, config: dict) -> dict | None:
     "The complete record in `record_file` of a run with `config`, else None."
-    try: rec = read_record(record_file)
-    except (FileNotFoundError, ValueError): return None
+    try:
+        rec = read_record(record_file)
+    except (FileNotFoundError, ValueError):
+        return None
     return rec if rec.get("config") == config else None
 
 # %% ../nbs/20_study.ipynb #7e05b160

@@ -92,11 +92,16 @@ def scene_layout(rng: np.random.Generator, h: int, w: int,
               for c, lam in objects for _ in range(rng.poisson(lam * clutter))]
     for c, cy in sorted(placed, key=lambda o: o[1]):                  # far (horizon) to near
         s, cx = (0.15 + 0.85 * (cy - hz) / (h - hz)) * h, rng.uniform(0, w)
-        if c == POLE: m = (abs(xx - cx) < max(0.6, 0.02*s)) & (yy < cy) & (yy > cy - 1.2*s)
-        elif c == PERSON: m = _person(yy, xx, cy, cx, 0.45*s)
-        elif c == CAR: m = _car(yy, xx, cy, cx, 0.8*s)
-        else: m = _bicycle(yy, xx, cy, cx, 0.45*s)
-        if m.any(): _paint(cls, inst, m, c)
+        if c == POLE:
+            m = (abs(xx - cx) < max(0.6, 0.02*s)) & (yy < cy) & (yy > cy - 1.2*s)
+        elif c == PERSON:
+            m = _person(yy, xx, cy, cx, 0.45*s)
+        elif c == CAR:
+            m = _car(yy, xx, cy, cx, 0.8*s)
+        else:
+            m = _bicycle(yy, xx, cy, cx, 0.45*s)
+        if m.any():
+            _paint(cls, inst, m, c)
     return cls, inst
 
 # %% ../nbs/07_synthetic.ipynb #cc1cff14
@@ -163,7 +168,8 @@ def object_temperature(
     if c in (ROAD, SIDEWALK):
         t = np.full(n, a + (1.3 if c == ROAD else 1.0) * load - 0.08 * (1 - sun)
                        + rng.normal(0, 0.03))
-        if not cond.wet: return t
+        if not cond.wet:
+            return t
         puddles = gaussian_filter(rng.standard_normal(yy.shape), 3)[m] > 0.3
         return t - 0.25 * clear * puddles                           # puddles mirror the sky
     if c == BUILDING:
@@ -173,10 +179,12 @@ def object_temperature(
         glass = rng.uniform(0.1, 0.25) if sun == 0 else -rng.uniform(0.05, 0.2)
         return wall + windows * glass
     # leaves transpire: cooler than the air by day
-    if c == VEGETATION: return a - 0.1 * sun + rng.normal(0, 0.03) + 0.06 * rng.standard_normal(n)
+    if c == VEGETATION:
+        return a - 0.1 * sun + rng.normal(0, 0.03) + 0.06 * rng.standard_normal(n)
     if c in (FENCE, POLE):
         return np.full(n, a + 0.8 * load - 0.05 * (1 - sun) + rng.normal(0, 0.04))
-    if c == BICYCLE: return np.full(n, a + 0.5 * load + rng.normal(0, 0.03))
+    if c == BICYCLE:
+        return np.full(n, a + 0.5 * load + rng.normal(0, 0.03))
     if c == PERSON:
         clothing = rng.uniform(0.02, 0.25)  # how much body heat the clothes let through
         # a bare head, clothes below
@@ -184,7 +192,8 @@ def object_temperature(
     if c == CAR:
         t = np.where(row < 0.45, a + 0.5 * load - 0.2 * clear, a + load)  # windows mirror the sky
         running = rng.random() < 0.5
-        if not running: return t
+        if not running:
+            return t
         tyres, engine = rng.uniform(0.15, 0.35), rng.uniform(0.05, 0.2)
         return t + np.where(row > 0.75, tyres, 0) + np.where(col > 0.7, engine, 0)
     raise ValueError(f"no temperature model for scene class {c}")
@@ -273,7 +282,8 @@ IN1K_CLASSES = {"person": PERSON, "car": CAR, "bicycle": BICYCLE, "tree": VEGETA
 def seg_mask(cls: np.ndarray, dataset: str) -> np.ndarray:
     "The dataset's label map of a layout."
     lut = np.zeros(256, np.uint8)
-    for c, label in SEG_CLASS_MAPS[dataset].items(): lut[c] = label
+    for c, label in SEG_CLASS_MAPS[dataset].items():
+        lut[c] = label
     return lut[cls]
 
 # %% ../nbs/07_synthetic.ipynb #3f99f41e
@@ -360,12 +370,14 @@ def generate_embedded(data_root: Path, sizes: EmbeddedSizes, seed: int = 0,
     root, jobs = Path(data_root)/"embedded"/sizes_key(sizes, seed), _jobs(sizes)
     todo = [pool for pool in sorted({_pool_dir(j[0]) for j in jobs})
             if not (root/pool/".complete").exists()]
-    if not todo: return root
+    if not todo:
+        return root
     tmp = root/".tmp"
     with held_lock(root.with_name(f"{root.name}.lock")):
         for pool in todo:
             # finished by a process that held the lock before
-            if (root/pool/".complete").exists(): continue
+            if (root/pool/".complete").exists():
+                continue
             shutil.rmtree(tmp/pool, ignore_errors=True)
             mine = [j for j in jobs if _pool_dir(j[0]) == pool]
             for job in (progress_bar(mine, leave=False) if progress else mine):

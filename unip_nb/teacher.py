@@ -62,7 +62,8 @@ def pretrain_teacher(preset: Preset, data_root: Path, cache_dir: Path,
                      progress: bool = True) -> Path:
     "The file of `preset`'s cached MAE teacher, pre-trained if needed."
     stage = CachedStage(Path(cache_dir)/"teacher"/f"{teacher_key(preset)}.pt")
-    if stage.is_done(): return stage.done
+    if stage.is_done():
+        return stage.done
     recipe = preset.teacher_pretrain
     root = generate_embedded(data_root, preset.embedded, preset.data_seed, progress)
     with stage.computing() as checkpoint:

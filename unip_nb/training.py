@@ -30,10 +30,12 @@ EMBEDDING_NAMES = ("pos_embed", "cls_token", "reg_token", "mask_token")  # layer
 def layer_id(name: str, num_layers: int) -> int:
     "Layer of parameter `name` for layer-wise lr decay, as BEiT counts."
     parts = name.split(".")
-    if parts[-1] in EMBEDDING_NAMES or "patch_embed" in parts: return 0
+    if parts[-1] in EMBEDDING_NAMES or "patch_embed" in parts:
+        return 0
     if "blocks" in parts:
         i = parts.index("blocks")
-        if i + 1 < len(parts) and parts[i + 1].isdigit(): return int(parts[i + 1]) + 1
+        if i + 1 < len(parts) and parts[i + 1].isdigit():
+            return int(parts[i + 1]) + 1
     return num_layers + 1
 
 # %% ../nbs/05_training.ipynb #27a6554d
@@ -49,7 +51,8 @@ def param_groups(
         raise ValueError("layer_decay needs num_layers (the backbone depth)")
     groups = {}
     for name, p in model.named_parameters():
-        if not p.requires_grad: continue
+        if not p.requires_grad:
+            continue
         no_wd = no_decay_1d and (p.ndim <= 1 or name.endswith(".bias"))
         lid = layer_id(name, num_layers) if layer_decay is not None else 0
         scale = layer_decay ** (num_layers + 1 - lid) if layer_decay is not None else 1.0
@@ -57,7 +60,8 @@ def param_groups(
         g = groups.setdefault((no_wd, lid), new)
         g["params"].append(p)
         g["names"].append(name)
-    if not groups: raise ValueError(f"{type(model).__name__} has no trainable parameters")
+    if not groups:
+        raise ValueError(f"{type(model).__name__} has no trainable parameters")
     return [groups[k] for k in sorted(groups)]
 
 # %% ../nbs/05_training.ipynb #8be7c8b6
@@ -151,7 +155,8 @@ class EpochCheckpoint(Callback):
         cuda = torch.cuda.get_rng_state() if torch.cuda.is_available() else None
         mine = dict(torch=torch.get_rng_state(), cuda=cuda, numpy=np.random.get_state(),
                     python=random.getstate(), loader=self.dls.train.rng.getstate())
-        if not is_distributed(): return [mine]
+        if not is_distributed():
+            return [mine]
         every = [None] * world()[1]
         dist.all_gather_object(every, mine)
         return every
@@ -171,7 +176,8 @@ class EpochCheckpoint(Callback):
 
     def before_fit(self):
         self.start, self.saved_values = 0, None
-        if not self.path.is_file(): return
+        if not self.path.is_file():
+            return
         ck = read_resume_file(self.path)
         if ck["n_epoch"] != self.n_epoch:
             raise ValueError(
@@ -186,10 +192,12 @@ class EpochCheckpoint(Callback):
         model = plain_model(self.learn.model)
         model.load_state_dict(ck["model"])
         self.learn.opt.load_state_dict(ck["opt"])
-        for cb, count in zip(self._accumulators(), ck["accum"]): cb.count = count
+        for cb, count in zip(self._accumulators(), ck["accum"]):
+            cb.count = count
         for p, g in zip(model.parameters(), ck["grads"] or []):
             p.grad = None if g is None else g.to(p.device)
-        if ck["scaler"] is not None: self.learn.scaler.load_state_dict(ck["scaler"])
+        if ck["scaler"] is not None:
+            self.learn.scaler.load_state_dict(ck["scaler"])
         (self.learn.recorder.smooth_loss.count,
          self.learn.recorder.smooth_loss.val) = ck["smooth_loss"]
         # every random stream of this rank, so the next epochs draw what an uninterrupted fit draws
@@ -198,13 +206,15 @@ class EpochCheckpoint(Callback):
         np.random.set_state(rng["numpy"])
         random.setstate(rng["python"])
         self.dls.train.rng.setstate(rng["loader"])
-        if rng["cuda"] is not None: torch.cuda.set_rng_state(rng["cuda"])
+        if rng["cuda"] is not None:
+            torch.cuda.set_rng_state(rng["cuda"])
         self.saved_values = ck["values"]  # the losses of the epochs skipped
         self.start = self.resumed_from = ck["epoch"] + 1
         self.learn.train_iter = self.start * len(self.dls.train)
 
     def before_epoch(self):
-        if self.epoch < self.start: raise CancelEpochException()
+        if self.epoch < self.start:
+            raise CancelEpochException()
 
     def after_epoch(self):
         if self.epoch < self.start:
