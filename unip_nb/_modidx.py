@@ -8,6 +8,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'unip_nb.ablations.Phase.__post_init__': ('ablations.html#phase.__post_init__', 'unip_nb/ablations.py'),
                                    'unip_nb.ablations.Run': ('ablations.html#run', 'unip_nb/ablations.py'),
                                    'unip_nb.ablations.Run.config': ('ablations.html#run.config', 'unip_nb/ablations.py'),
+                                   'unip_nb.ablations.Run.of': ('ablations.html#run.of', 'unip_nb/ablations.py'),
                                    'unip_nb.ablations.Run.work_dir': ('ablations.html#run.work_dir', 'unip_nb/ablations.py'),
                                    'unip_nb.ablations._each_subset': ('ablations.html#_each_subset', 'unip_nb/ablations.py'),
                                    'unip_nb.ablations._plan_row': ('ablations.html#_plan_row', 'unip_nb/ablations.py'),

@@ -174,6 +174,19 @@ class Run:
     target: str | int | list | None = None   # the run's own target, in place of the row's
     phases: list | None = None               # the run's own pre-training phases, not the row's
 
+    @classmethod
+    def of(
+        cls,
+        ablation: Ablation,
+        preset: Preset,                   # the named preset, before the row's overrides
+        seed: int,
+        overrides: dict | None = None,    # the run's own preset overrides
+        **params,                         # the run's other fields
+    ) -> "Run":
+        "The run of `ablation` at `preset` and `seed`, its preset `run_preset`'s."
+        preset = run_preset(ablation, preset, overrides)
+        return cls(ablation, preset, seed, overrides=overrides, **params)
+
     @property
     def config(self) -> dict:
         "Everything that determines the run's result, as JSON-able data."

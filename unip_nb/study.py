@@ -18,7 +18,7 @@ from importlib.metadata import version
 from pathlib import Path
 import torch, unip_nb
 from .ablations import (Ablation, ablation_registry, check_run_parameters, get_ablation,
-                               run_ablation, read_phases, read_plan, run_preset, study_roots,
+                               run_ablation, read_phases, read_plan, study_roots,
                                Run, RUNS_DIR)
 from .config import (HYBRID_TARGET, PATH_KEYS, STUDY_FOLDERS, Preset, Settings, get_preset,
                             load_settings, override_preset, parse_overrides)
@@ -312,7 +312,7 @@ def _run_study(
     seeds = seeds if seeds is not None else p.seeds
     runs = {f"{a.name}-s{seed}": (a, seed) for a in chosen for seed in seeds}
     base = get_preset(p.name)  # the row's overrides, then the study's, as `run_one` applies them
-    configs = {n: Run(a, run_preset(a, base, overrides), seed, overrides=overrides).config
+    configs = {n: Run.of(a, base, seed, overrides).config
                for n, (a, seed) in runs.items()}
     found = {n: None if force else reusable_record(out/n/"record.json", configs[n]) for n in runs}
     results = {n: rec for n, rec in found.items() if rec is not None}
@@ -372,8 +372,8 @@ def run_one(
     check_run_parameters(p, teacher_layer, infmix_sources, s,
                          "hybrid" if target is None else target)
     abl = get_ablation(study_rows(p, settings, plan), ablation)
-    run = Run(abl, run_preset(abl, get_preset(preset), overrides), seed, teacher_layer,
-              infmix_sources, s, overrides, target, phases)
+    run = Run.of(abl, get_preset(preset), seed, overrides, teacher_layer=teacher_layer,
+                 infmix_sources=infmix_sources, s=s, target=target, phases=phases)
     recorder = RunRecorder(config=run.config, seed=seed, show=world()[0] == 0)
     metrics = run_ablation(run, settings, recorder.stage)
     record = recorder.save(record_path, metrics)
