@@ -72,7 +72,7 @@ def page_figures(page: Path) -> list:
     return [Image.open(io.BytesIO(base64.b64decode(b))).convert("RGB") for b in found]
 
 def coloured_share(image) -> float:
-    "Share of the pixels of an RGB image that are clearly coloured (not white, grey or black)."
+    "Share of the pixels of an RGB image that are clearly coloured (not white, gray or black)."
     hsv = np.asarray(image.convert("HSV"), dtype=np.float32)
     return float(((hsv[..., 1] > 60) & (hsv[..., 2] > 60)).mean())
 

@@ -402,7 +402,7 @@ def attention_views(
 
 # %% ../nbs/18_ablations.ipynb #3e89caf0
 def infmix_composition(mix: InfMixSpec) -> dict:
-    "Images per InfMix source and the grey flag of `mix`."
+    "Images per InfMix source and the gray flag of `mix`."
     counts = pd.Series(build_infmix(mix, check=False, progress=False)["source"]).value_counts()
     return {src: int(counts.get(src, 0)) for src in SOURCES} | {"gray": mix.gray}
 

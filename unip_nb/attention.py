@@ -143,7 +143,7 @@ def centre_square(image: Tensor, size: int) -> Tensor:
 
 # %% ../nbs/03_attention.ipynb #ae754df4
 def plot_attention_maps(
-    image: np.ndarray,                # [H, W] grey
+    image: np.ndarray,                # [H, W] gray
     query: tuple[int, int],           # (y, x) in pixels
     maps: dict[str, np.ndarray],      # name: [h, w] attention over the patch grid
 ) -> plt.Figure:

@@ -151,7 +151,7 @@ CLAIMS = pd.DataFrame(
     [("pre-training by UNIP helps", "paper", "no_pretrain", -1),
      ("the NMI-chosen hybrid layer beats the last layer", "paper", "no_nmi_last_layer", -1),
      ("attention distillation beats feature distillation", "paper", "no_had_feature", -1),
-     ("grey conversion of InfMix helps", "paper", "infmix_no_gray", -1),
+     ("gray conversion of InfMix helps", "paper", "infmix_no_gray", -1),
      ("each InfMix source helps", "paper", "infmix_no_(infpre|in1k|coco)", -1),
      ("each InfPre sub-dataset helps", "study", "infmix_without_.+", -1)],
     # direction: expected sign of the ablation's delta
@@ -374,7 +374,7 @@ def plot_seg_losses(records: Records):
 
 # %% ../nbs/19_report.ipynb #d1abf63d
 def composition_table(records: Records) -> pd.DataFrame:
-    "Images per InfMix source and grey flag, per distilling ablation."
+    "Images per InfMix source and gray flag, per distilling ablation."
     rows = {}
     for r in records.runs.values():
         if r["metrics"]["infmix"] is None:

@@ -35,7 +35,7 @@ class SegDatasetSpec:
     ann_dir: str               # masks (8-bit PNG of class indices, 255 = ignore)
     img_suffix: str            # suffix of the image files ('.jpg', '.png')
     splits: tuple              # (split name, split file) pairs; the file lists image stems
-    thermal_channel: int|None = None  # thermal channel in `img_dir` (MFNet: 3 of RGBT); None: grey
+    thermal_channel: int|None = None  # thermal channel in `img_dir` (MFNet: 3 of RGBT); None: gray
     thermal_img_dir: str|None = None  # thermal-only copy read instead of `img_dir` where it exists
     ann_suffix: str = ".png"
 
@@ -126,10 +126,10 @@ def seg_items(root: Path, spec: SegDatasetSpec|str, split: str) -> list[tuple[Pa
 # %% ../nbs/06_segdata.ipynb #b9bf7d8e
 def load_thermal(
     path: Path,
-    channel: int|None = None,       # the thermal band (MFNet RGBT: 3); None: the file as grey
+    channel: int|None = None,       # the thermal band (MFNet RGBT: 3); None: the file as gray
     scaling: str = "percentile",    # a 16-bit or float file to 8 bits (files notebook, `to_8bit`)
 ) -> np.ndarray:
-    "The thermal image of `path` as uint8 HxW: band `channel`, or grey."
+    "The thermal image of `path` as uint8 HxW: band `channel`, or gray."
     if channel is None:
         return np.array(read_image(path, "L", scaling))
     im = read_image(path)
