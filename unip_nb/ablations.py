@@ -183,7 +183,7 @@ class Run:
         overrides: dict | None = None,    # the run's own preset overrides
         **params,                         # the run's other fields
     ) -> "Run":
-        "The run of `ablation` at `preset` and `seed`, its preset `run_preset`'s."
+        "`ablation` at `seed`, its preset `preset` with `run_preset`'s overrides."
         preset = run_preset(ablation, preset, overrides)
         return cls(ablation, preset, seed, overrides=overrides, **params)
 

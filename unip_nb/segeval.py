@@ -38,7 +38,7 @@ def confusion_matrix(
 
 # %% ../nbs/15_segeval.ipynb #6bcad35f
 def iou_per_class(conf: Tensor) -> np.ndarray:
-    "Each class's intersection over union (NaN for a class absent)."
+    "Each class's IoU (NaN for a class neither labelled nor predicted)."
     conf = np.asarray(conf, dtype=np.float64)
     inter, union = np.diag(conf), conf.sum(0) + conf.sum(1) - np.diag(conf)
     with np.errstate(invalid="ignore"):
@@ -46,7 +46,7 @@ def iou_per_class(conf: Tensor) -> np.ndarray:
 
 # %% ../nbs/15_segeval.ipynb #66b9fdce
 def mean_iou(conf: Tensor) -> float:
-    "Mean IoU over the classes present (mmseg's `nanmean`)."
+    "Mean IoU over the classes labelled or predicted (mmseg's `nanmean`)."
     return float(np.nanmean(iou_per_class(conf)))
 
 # %% ../nbs/15_segeval.ipynb #27a88aee

@@ -40,7 +40,7 @@ def backbone_copy(
     drop_path: float = 0.1,            # stochastic depth of the last block (0 at the first)
     layer_scale: float | None = None,  # initial layer scale of every block; None: no layer scale
 ) -> VisionTransformer:
-    "A trainable copy of `vit` at `size` pixels, as the official FT backbone."
+    "A trainable copy of `vit` at `size` pixels, regrouped, with stochastic depth."
     new = regroup_heads(copy.deepcopy(vit)).train().requires_grad_(True)
     if tuple(new.patch_embed.img_size) != (size, size):
         new.set_input_size(img_size=size)

@@ -25,7 +25,7 @@ from .synthetic import generate_embedded, sizes_key
 from .training import split_batch
 
 # %% ../nbs/12_teacher.ipynb #b167f1de
-TEACHER_VERSION = 2  # bump when a change to this notebook changes the trained weights
+TEACHER_VERSION = 2  # bump when a change here or in 09_mae changes the trained weights
 
 # %% ../nbs/12_teacher.ipynb #87d5dcd3
 MASK_RATIO, NORM_PIX_LOSS, PROBE_IMAGES = 0.75, True, 16
