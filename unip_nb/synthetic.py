@@ -39,7 +39,13 @@ def _paint(cls: np.ndarray, inst: np.ndarray, mask: np.ndarray, c: int) -> None:
     cls[mask], inst[mask] = c, inst.max() + 1
 
 # %% ../nbs/07_synthetic.ipynb #71cf2657
-def _person(yy, xx, cy, cx, s):
+def _person(
+    yy: np.ndarray,  # the row of every pixel (`_grid`)
+    xx: np.ndarray,  # the column of every pixel
+    cy: float,       # the row the feet stand on
+    cx: float,       # the column of the feet
+    s: float,        # height
+) -> np.ndarray:
     "Mask of a standing person of height `s` whose feet stand at (cy, cx)."
     head = (yy - (cy - 0.88*s))**2 + (xx - cx)**2 < (0.12*s)**2
     body = (abs(xx - cx) < 0.17*s) & (yy > cy - 0.78*s) & (yy < cy - 0.35*s)
@@ -47,7 +53,13 @@ def _person(yy, xx, cy, cx, s):
     return head | body | legs
 
 # %% ../nbs/07_synthetic.ipynb #6ed8820c
-def _car(yy, xx, cy, cx, s):
+def _car(
+    yy: np.ndarray,  # the row of every pixel (`_grid`)
+    xx: np.ndarray,  # the column of every pixel
+    cy: float,       # the row the wheels stand on
+    cx: float,       # the column of the centre
+    s: float,        # length
+) -> np.ndarray:
     "Mask of a car of length `s`, wheels on row `cy`, centred on column `cx`."
     body = (abs(xx - cx) < 0.5*s) & (yy > cy - 0.32*s) & (yy < cy - 0.08*s)
     cabin = (abs(xx - cx) < 0.3*s) & (yy > cy - 0.5*s) & (yy <= cy - 0.32*s)
@@ -55,7 +67,13 @@ def _car(yy, xx, cy, cx, s):
     return body | cabin | wheels
 
 # %% ../nbs/07_synthetic.ipynb #2b7f02a8
-def _bicycle(yy, xx, cy, cx, s):
+def _bicycle(
+    yy: np.ndarray,  # the row of every pixel (`_grid`)
+    xx: np.ndarray,  # the column of every pixel
+    cy: float,       # the row it stands on
+    cx: float,       # the column of the centre
+    s: float,        # length
+) -> np.ndarray:
     "Mask of a bicycle of length `s` standing on row `cy`."
     r = np.sqrt((yy - (cy - 0.2*s))**2 + (abs(xx - cx) - 0.3*s)**2)
     frame = (abs(yy - (cy - 0.3*s)) < 0.04*s) & (abs(xx - cx) < 0.3*s)
