@@ -39,6 +39,7 @@ class _GeluLinear(torch.autograd.Function):
         ctx.save_for_backward(h, weight)
         ctx.has_bias = bias is not None
         return F.linear(F.gelu(h), weight, bias)
+
     @staticmethod
     def backward(ctx, grad: Tensor):
         h, weight = ctx.saved_tensors
@@ -313,8 +314,10 @@ class TeacherTarget(Callback):
     order = MixedPrecision.order + 1
     def __init__(self, teacher: VisionTransformer, terms: tuple[Term, ...]):
         self.teacher, self.terms = teacher.eval().requires_grad_(False), terms
+
     def before_fit(self):
         self.teacher.to(self.dls.device)  # where the batches are
+
     def before_batch(self):
         with torch.no_grad():
             self.learn.yb = teacher_targets(self.teacher, self.xb[0], self.terms)
@@ -327,6 +330,7 @@ class DistilledStudent(nn.Module):
         self.vit, self.terms = vit, terms
         features = [t for t in terms if t.kind == "feature"]
         self.projs = nn.ModuleList([nn.Linear(vit.embed_dim, teacher_dim) for _ in features])
+
     def forward(self, x: Tensor) -> tuple[Tensor, ...]:
         logit_layers = [t.student_layer for t in self.terms if t.kind == "attention"]
         token_layers = [t.student_layer for t in self.terms if t.kind == "feature"]
@@ -349,8 +353,10 @@ class _Images(torch.utils.data.Dataset):
     "The InfMix torch view as `(image,)` tuples for fastai."
     def __init__(self, view: datasets.Dataset):
         self.view = view
+
     def __len__(self):
         return len(self.view)
+
     def __getitem__(self, i):
         return (self.view[i]["image"],)
 

@@ -233,5 +233,6 @@ class Compiled(Callback):
     order = 6
     def before_fit(self):
         self.wrapped, self.learn.model = self.learn.model, torch.compile(self.learn.model)
+
     def after_fit(self):
         self.learn.model = self.wrapped

@@ -42,9 +42,11 @@ class Records:
     @property
     def complete(self) -> int:
         return len(self.runs)
+
     @property
     def commits(self) -> set:
         return {str(r.get("commit")) for r in self.runs.values()}
+
     @property
     def wall_time_s(self) -> float:
         return sum(r["wall_time_s"] for r in self.runs.values())

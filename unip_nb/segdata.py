@@ -226,6 +226,7 @@ class SegDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.items)
+
     def __repr__(self):
         return (f"SegDataset({self.spec.name}, {self.split!r}, {len(self)} images, "
                 f"train={self.train}, crop={self.crop})")
