@@ -321,6 +321,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
             'unip_nb.segeval': { 'unip_nb.segeval._show_mask': ('segeval.html#_show_mask', 'unip_nb/segeval.py'),
                                  'unip_nb.segeval.confusion_matrix': ('segeval.html#confusion_matrix', 'unip_nb/segeval.py'),
                                  'unip_nb.segeval.evaluate': ('segeval.html#evaluate', 'unip_nb/segeval.py'),
+                                 'unip_nb.segeval.evaluating': ('segeval.html#evaluating', 'unip_nb/segeval.py'),
                                  'unip_nb.segeval.iou_per_class': ('segeval.html#iou_per_class', 'unip_nb/segeval.py'),
                                  'unip_nb.segeval.mean_iou': ('segeval.html#mean_iou', 'unip_nb/segeval.py'),
                                  'unip_nb.segeval.plot_mask_rows': ('segeval.html#plot_mask_rows', 'unip_nb/segeval.py'),
