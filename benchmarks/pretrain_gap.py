@@ -50,7 +50,7 @@ def main():
     for seed in a.seeds:
         for row in a.rows:
             rec = RunRecorder(config={}, seed=seed)
-            metrics = run_ablation(Run(get_ablation(registry, row), p, seed), st, stage=rec.stage)
+            metrics = run_ablation(Run.of(get_ablation(registry, row), p, seed), st, stage=rec.stage)
             ft, lp, times = metrics["ft"], metrics["lp"], rec.stages
             seg_s = sum(v for k, v in times.items() if k[:3] in ("ft_", "lp_"))
             runs.append(dict(row=row, seed=seed, ft=ft, lp=lp, hybrid_layer=metrics["hybrid_layer"],
